@@ -1,4 +1,5 @@
 // The in-memory form of one trust domain's bundle (SPIFFE_Trust_Domain_and_Bundle.md §3-§4).
+import type { JsonWebKey } from 'node:crypto';
 // Encoding to and from SPIFFE bundle JSON, PEM and the Workload API forms is in bundle-json.ts,
 // pem.ts and workload-bundle.ts.
 

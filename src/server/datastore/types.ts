@@ -5,6 +5,7 @@
 //   the same atomic write; revisions increase monotonically and are never reused.
 // - Rejected writes (not found, already exists) change nothing and throw EmblemError.
 import type { Selector } from '../../common/selectors.js';
+import type { JsonWebKey } from 'node:crypto';
 import type { TrustBundle } from '../../common/trust-bundle.js';
 
 export interface EntryRecord {
