@@ -1,0 +1,191 @@
+// The agent-facing Node service: attestation, agent SVID renewal, push sync and signing.
+// Every RPC but AttestAgent authenticates the calling agent from its TLS client certificate.
+import type { Server, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import { EmblemError, errorMessage, invalidArgument, permissionDenied, resourceExhausted } from '../../common/errors.js';
+import { unary } from '../../common/grpc/handlers.js';
+import { nodeService } from '../../common/grpc/proto.js';
+import { grpcCodeOf, toGrpcStatus } from '../../common/grpc/status.js';
+import type { Logger } from '../../common/logger.js';
+import { concatDer } from '../../common/x509/chain.js';
+import { parseCsr } from '../../common/x509/csr.js';
+import type { EntryRecord } from '../datastore/types.js';
+import { authenticateAgent, type AgentAuthDeps } from './agent-auth.js';
+import type { AgentConnections } from './agent-connections.js';
+import { attestAgentHandler, type AttestDeps } from './attest-handler.js';
+import type {
+  BatchNewX509SVIDRequestMsg,
+  NewJWTSVIDRequestMsg,
+  RenewAgentRequestMsg,
+  SyncEntriesRequestMsg,
+  X509SVIDResultMsg,
+} from './node-messages.js';
+import type { X509SignRequest } from './signer-port.js';
+
+export const MAX_BATCH_SIZE = 1000;
+/** Deltas waiting for a slow agent; past this the stream is closed and the agent resumes exactly. */
+const MAX_PENDING_SYNC_UPDATES = 256;
+
+export interface FeedPort {
+  open(
+    params: { agentId: string; sinceRevision: number; knownEntries: { id: string; revision: number }[] },
+    send: (update: object) => void,
+    onClose: (reason: 'banned' | 'evicted' | 'closed') => void,
+  ): { close(): void };
+}
+
+export interface NodeServiceDeps extends AttestDeps, AgentAuthDeps {
+  entry(id: string): EntryRecord | undefined;
+  isAuthorized(agentId: string, entryId: string): boolean;
+  feed: FeedPort;
+  connections: AgentConnections;
+  logger: Logger;
+  metrics?: AttestDeps['metrics'] & {
+    signed(kind: 'x509' | 'jwt' | 'agent', count: number, seconds: number): void;
+    syncStreams(delta: number): void;
+  };
+}
+
+export function addNodeService(server: Server, deps: NodeServiceDeps): void {
+  const log = deps.logger.child({ component: 'node-api' });
+  const authenticate = async (call: { getPeer(): string }) => {
+    const auth = await authenticateAgent(deps, call);
+    deps.connections.add(auth.agent.id, auth.peer.token);
+    return auth;
+  };
+
+  server.addService(nodeService().service, {
+    AttestAgent: attestAgentHandler({ ...deps, logger: log }),
+
+    RenewAgent: unary(async (req: RenewAgentRequestMsg, call: ServerUnaryCall<RenewAgentRequestMsg, unknown>) => {
+      const { agent } = await authenticate(call);
+      const csr = parseCsr(req.csr);
+      const [svid] = await deps.signer.signX509Batch([
+        { spiffeId: agent.id, publicKey: csr.publicKey, dnsNames: [], ttlSeconds: deps.agentSvidTtl, entryId: '', agentId: agent.id, kind: 'agent' },
+      ]);
+      await deps.datastore.putAgent({ ...agent, svidSerial: svid!.serial, svidExpiresAt: svid!.notAfter, lastSeen: Math.floor(Date.now() / 1000) });
+      await deps.syncState();
+      return { svid_chain: concatDer(svid!.chain) };
+    }),
+
+    SyncEntries: (call: ServerWritableStream<SyncEntriesRequestMsg, object>) => {
+      syncEntries(deps, authenticate, log, call).catch((err: unknown) => call.emit('error', toGrpcStatus(err)));
+    },
+
+    BatchNewX509SVID: unary(async (req: BatchNewX509SVIDRequestMsg, call: ServerUnaryCall<BatchNewX509SVIDRequestMsg, unknown>) => {
+      const { agent } = await authenticate(call);
+      if (req.params.length > MAX_BATCH_SIZE) throw invalidArgument(`at most ${MAX_BATCH_SIZE} CSRs per batch`);
+      const results: X509SVIDResultMsg[] = [];
+      const toSign: { index: number; request: X509SignRequest }[] = [];
+      for (const p of req.params) {
+        const index = results.length;
+        results.push({ entry_id: p.entry_id, status: { code: 0, message: '' }, svid_chain: Buffer.alloc(0), expires_at: 0, authority_id: '' });
+        try {
+          const entry = deps.entry(p.entry_id);
+          if (!entry || !deps.isAuthorized(agent.id, p.entry_id)) {
+            log.warn({ agentId: agent.id, entryId: p.entry_id }, 'refused to sign: entry is not authorised for this agent');
+            throw permissionDenied(`entry ${p.entry_id} is not authorised for this agent`);
+          }
+          const csr = parseCsr(p.csr);
+          toSign.push({
+            index,
+            request: {
+              spiffeId: entry.spiffeId,
+              publicKey: csr.publicKey,
+              dnsNames: entry.dnsNames,
+              ttlSeconds: entry.x509SvidTtl,
+              entryId: entry.id,
+              agentId: agent.id,
+              kind: 'x509',
+            },
+          });
+        } catch (err) {
+          const e = err instanceof EmblemError ? err : invalidArgument(errorMessage(err));
+          results[index]!.status = { code: grpcCodeOf(e.code), message: e.message };
+        }
+      }
+      if (toSign.length > 0) {
+        const started = process.hrtime.bigint();
+        const signed = await deps.signer.signX509Batch(toSign.map((t) => t.request));
+        deps.metrics?.signed('x509', signed.length, Number(process.hrtime.bigint() - started) / 1e9);
+        signed.forEach((svid, i) => {
+          const r = results[toSign[i]!.index]!;
+          r.svid_chain = concatDer(svid.chain);
+          r.expires_at = svid.notAfter;
+          r.authority_id = svid.authorityId;
+        });
+      }
+      return { results };
+    }),
+
+    NewJWTSVID: unary(async (req: NewJWTSVIDRequestMsg, call: ServerUnaryCall<NewJWTSVIDRequestMsg, unknown>) => {
+      const { agent } = await authenticate(call);
+      if (req.audience.length === 0 || req.audience.some((a) => a.length === 0)) throw invalidArgument('audience must be specified');
+      const entry = deps.entry(req.entry_id);
+      if (!entry || !deps.isAuthorized(agent.id, req.entry_id)) {
+        log.warn({ agentId: agent.id, entryId: req.entry_id }, 'refused JWT-SVID: entry is not authorised for this agent');
+        throw permissionDenied(`entry ${req.entry_id} is not authorised for this agent`);
+      }
+      const started = process.hrtime.bigint();
+      const jwt = await deps.signer.signJwt({ spiffeId: entry.spiffeId, audience: req.audience, ttlSeconds: entry.jwtSvidTtl, entryId: entry.id, agentId: agent.id });
+      deps.metrics?.signed('jwt', 1, Number(process.hrtime.bigint() - started) / 1e9);
+      return { token: jwt.token, expires_at: jwt.expiresAt };
+    }),
+  });
+}
+
+async function syncEntries(
+  deps: NodeServiceDeps,
+  authenticate: (call: { getPeer(): string }) => Promise<{ agent: { id: string } }>,
+  log: Logger,
+  call: ServerWritableStream<SyncEntriesRequestMsg, object>,
+): Promise<void> {
+  const { agent } = await authenticate(call);
+  const pending: object[] = [];
+  let draining = false;
+  let closed = false;
+
+  const flush = () => {
+    while (pending.length > 0 && !closed) {
+      const ok = call.write(pending.shift()!);
+      if (!ok) {
+        draining = true;
+        call.once('drain', () => {
+          draining = false;
+          flush();
+        });
+        return;
+      }
+    }
+  };
+  const finish = (err?: unknown) => {
+    if (closed) return;
+    closed = true;
+    feed.close();
+    deps.metrics?.syncStreams(-1);
+    if (err) call.emit('error', toGrpcStatus(err));
+    else call.end();
+  };
+  const feed = deps.feed.open(
+    { agentId: agent.id, sinceRevision: call.request.since_revision, knownEntries: call.request.known_entries },
+    (update) => {
+      if (closed) return;
+      if (pending.length >= MAX_PENDING_SYNC_UPDATES) {
+        log.warn({ agentId: agent.id }, 'agent is not reading its sync stream; closing it (the agent resumes exactly)');
+        finish(resourceExhausted('sync stream fell too far behind; reconnect'));
+        return;
+      }
+      pending.push(update);
+      if (!draining) flush();
+    },
+    (reason) => {
+      if (reason === 'banned' || reason === 'evicted') {
+        // Let the final update (with agent_state) reach the agent, then end the stream.
+        setImmediate(() => finish(permissionDenied(`agent is ${reason}`)));
+      } else finish();
+    },
+  );
+  deps.metrics?.syncStreams(1);
+  call.on('cancelled', () => finish());
+  call.on('close', () => finish());
+  call.on('error', () => finish());
+}
