@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { X509Certificate, generateKeyPairSync, webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+import { isEmblemError } from '../../src/common/errors.js';
+import {
+  certificatesToPem,
+  derElementLength,
+  encodePem,
+  parseCertificatesFlexible,
+  parsePemBlocks,
+  parsePemCertificates,
+  parsePemPrivateKey,
+  privateKeyToPem,
+  splitDerCertificates,
+} from '../../src/common/pem.js';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+type CaKeys = Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[0]['keys'];
+
+async function makeCaDer(cn: string): Promise<Buffer> {
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as unknown as CaKeys;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({ serialNumber: '01', name: `CN=${cn}`, keys, signingAlgorithm: alg });
+  return Buffer.from(cert.rawData);
+}
+
+const invalid = (fn: () => unknown, match: RegExp): void => {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(isEmblemError(err, 'invalid_argument'), String(err));
+    assert.match(err.message, match);
+    return true;
+  });
+};
+
+describe('PEM helpers', () => {
+  let a: Buffer;
+  let b: Buffer;
+  before(async () => {
+    [a, b] = await Promise.all([makeCaDer('a'), makeCaDer('b')]);
+  });
+
+  it('encodes 64-column PEM that OpenSSL (node:crypto) reads back', () => {
+    const pem = encodePem('CERTIFICATE', a);
+    const lines = pem.trimEnd().split('\n');
+    assert.equal(lines[0], '-----BEGIN CERTIFICATE-----');
+    assert.equal(lines.at(-1), '-----END CERTIFICATE-----');
+    assert.ok(lines.slice(1, -1).every((l) => l.length <= 64));
+    assert.ok(pem.endsWith('\n'));
+    assert.ok(new X509Certificate(pem).raw.equals(a));
+  });
+
+  it('round-trips several certificates, keeping order, skipping text and other blocks', () => {
+    const pem = `Subject: a\n${certificatesToPem([a])}\r\n${encodePem('PRIVATE KEY', Buffer.from('xx'))}comment\n${certificatesToPem([b])}`;
+    assert.deepEqual(parsePemCertificates(pem), [a, b]);
+    assert.deepEqual(parsePemCertificates(certificatesToPem([a, b]).replace(/\n/g, '\r\n')), [a, b]);
+  });
+
+  it('rejects garbage, truncated blocks, bad base64 and non-certificates clearly', () => {
+    invalid(() => parsePemCertificates('hello world'), /not PEM/);
+    invalid(() => parsePemCertificates(''), /not PEM/);
+    invalid(() => parsePemCertificates(encodePem('PUBLIC KEY', Buffer.from('x'))), /no CERTIFICATE block/);
+    invalid(() => parsePemCertificates(certificatesToPem([a]).replace('-----END CERTIFICATE-----', '')), /has no "-----END CERTIFICATE-----"/);
+    invalid(() => parsePemCertificates('-----BEGIN CERTIFICATE-----\nAB$D\n-----END CERTIFICATE-----\n'), /not valid base64/);
+    invalid(() => parsePemCertificates('-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n'), /not valid base64/);
+    invalid(() => parsePemCertificates(encodePem('CERTIFICATE', Buffer.from('not a cert'))), /PEM block 1 \(CERTIFICATE\) is not DER/);
+    invalid(() => parsePemCertificates(encodePem('CERTIFICATE', Buffer.from([0x30, 0x03, 2, 1, 1]))), /not a valid X.509/);
+    invalid(() => parsePemCertificates(certificatesToPem([a]) + encodePem('CERTIFICATE', Buffer.concat([b, Buffer.from([0])]))), /PEM block 2 .* trailing bytes/);
+  });
+
+  it('splits concatenated DER and checks each certificate', () => {
+    assert.deepEqual(splitDerCertificates(Buffer.concat([a, b, a])), [a, b, a]);
+    assert.deepEqual(splitDerCertificates(Buffer.alloc(0)), []);
+    invalid(() => splitDerCertificates(Buffer.concat([a, b.subarray(0, b.length - 1)])), /DER certificate 2: truncated/);
+    invalid(() => splitDerCertificates(Buffer.concat([a, Buffer.from([0x04, 0x00])])), /DER certificate 2 does not start with a SEQUENCE/);
+  });
+
+  it('derElementLength handles short and long forms and refuses indefinite lengths', () => {
+    assert.equal(derElementLength(Buffer.from([0x30, 0x02, 1, 2])), 4);
+    const long = Buffer.concat([Buffer.from([0x30, 0x82, 0x01, 0x00]), Buffer.alloc(256)]);
+    assert.equal(derElementLength(long), 260);
+    assert.equal(derElementLength(Buffer.from([0x30, 0x80, 0, 0])), 'indefinite length is not DER');
+    assert.equal(derElementLength(Buffer.from([0x30, 0x85, 1, 1, 1, 1, 1])), 'DER length is too large');
+    assert.equal(derElementLength(Buffer.from([0x30])), 'truncated DER element');
+  });
+
+  it('parseCertificatesFlexible takes PEM (string or bytes) or concatenated DER', () => {
+    const pem = certificatesToPem([a, b]);
+    assert.deepEqual(parseCertificatesFlexible(pem), [a, b]);
+    assert.deepEqual(parseCertificatesFlexible(Buffer.from(pem)), [a, b]);
+    assert.deepEqual(parseCertificatesFlexible(Buffer.concat([a, b])), [a, b]);
+    invalid(() => parseCertificatesFlexible(Buffer.alloc(0)), /input is empty/);
+    invalid(() => parseCertificatesFlexible('  \n'), /input is empty/);
+    invalid(() => parseCertificatesFlexible(Buffer.from('garbage')), /not PEM/);
+  });
+
+  it('parses PKCS#8, SEC1 and PKCS#1 private keys and writes PKCS#8', () => {
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pkcs8 = privateKeyToPem(ec.privateKey);
+    assert.match(pkcs8, /^-----BEGIN PRIVATE KEY-----\n/);
+    const same = (k: ReturnType<typeof parsePemPrivateKey>, expected: typeof ec.privateKey): void => {
+      assert.equal(k.type, 'private');
+      assert.ok(k.equals(expected));
+    };
+    same(parsePemPrivateKey(pkcs8), ec.privateKey);
+    same(parsePemPrivateKey(ec.privateKey.export({ format: 'pem', type: 'sec1' }) as string), ec.privateKey);
+    same(parsePemPrivateKey(rsa.privateKey.export({ format: 'pem', type: 'pkcs1' }) as string), rsa.privateKey);
+    same(parsePemPrivateKey(certificatesToPem([a]) + pkcs8), ec.privateKey);
+    invalid(() => privateKeyToPem(ec.publicKey), /expected a private key/);
+  });
+
+  it('rejects missing, several, encrypted or corrupt private keys without echoing key bytes', () => {
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = privateKeyToPem(ec.privateKey);
+    invalid(() => parsePemPrivateKey('nothing here'), /not PEM/);
+    invalid(() => parsePemPrivateKey(certificatesToPem([a])), /no PRIVATE KEY block/);
+    invalid(() => parsePemPrivateKey(pem + pem), /2 private keys/);
+    const encrypted = ec.privateKey.export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'pw' }) as string;
+    invalid(() => parsePemPrivateKey(encrypted), /encrypted private keys are not supported/);
+    const corrupt = encodePem('PRIVATE KEY', Buffer.from('secret-bytes-secret-bytes'));
+    assert.throws(
+      () => parsePemPrivateKey(corrupt),
+      (err: unknown) => isEmblemError(err) && /not a valid private key/.test(err.message) && err.cause === undefined && !err.message.includes('secret'),
+    );
+  });
+
+  it('parsePemBlocks reports labels in order', () => {
+    const text = encodePem('CERTIFICATE', a) + encodePem('EC PRIVATE KEY', Buffer.from([1, 2, 3]));
+    assert.deepEqual(
+      parsePemBlocks(text).map((blk) => blk.label),
+      ['CERTIFICATE', 'EC PRIVATE KEY'],
+    );
+  });
+});
