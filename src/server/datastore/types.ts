@@ -174,7 +174,15 @@ export interface Datastore {
 
   // Change log.
   currentRevision(): Promise<number>;
-  /** Events with revision > since, oldest first, at most `limit`. */
+  /**
+   * Lowest revision still in the change log (old events are pruned); currentRevision() + 1 when the
+   * log is empty. listChanges(since) is complete only for since >= oldestRetainedRevision() - 1.
+   */
+  oldestRetainedRevision(): Promise<number>;
+  /**
+   * Events with revision > since, oldest first, at most `limit`. failed_precondition when events
+   * after `since` were already pruned: the caller must resynchronise from a full listing.
+   */
   listChanges(since: number, limit: number): Promise<ChangeEvent[]>;
   /**
    * Calls `listener` with the new revision after each committed write (from this process, and for

@@ -1,0 +1,208 @@
+// emblem-server assembly: opens the datastore, starts the CA, the in-memory state mirror and the
+// authorizer, then serves the agent-facing API over TLS and the admin API on the local socket.
+import { Server } from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { errorMessage, failedPrecondition } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { parsePemCertificates, parsePemPrivateKey } from '../common/pem.js';
+import { generateKeyPair } from '../common/x509/keys.js';
+import { bindAdminSocket } from './admin-socket.js';
+import { addAdminService, type HealthCheck } from './api/admin-service.js';
+import { localAdminGuard, remoteAdminGuard } from './api/admin-guard.js';
+import { createAgentConnections } from './api/agent-connections.js';
+import { addNodeService, type FeedPort } from './api/node-service.js';
+import { createRateLimiter } from './attestation/rate-limit.js';
+import { createEntryAuthorizer } from './authorization/authorized-entries.js';
+import { createAuthorityManager, type UpstreamConfig } from './ca/authority-manager.js';
+import { diskKeyManager } from './ca/key-manager.js';
+import { createSvidSigner } from './ca/svid-signer.js';
+import type { ServerConfig } from './config.js';
+import { openDatastore } from './datastore/open.js';
+import { openAgentFeed } from './sync/agent-feed.js';
+import { createStateMirror } from './sync/state-mirror.js';
+import { listenTls, type ServerTransport, type TlsIdentity } from './transport/tls-listener.js';
+
+export interface RunningServer {
+  /** Port of the agent-facing API. */
+  port: number;
+  health(): Promise<HealthCheck[]>;
+  close(): Promise<void>;
+}
+
+/** Lifetime of the server's own TLS SVID; it is renewed at half-life. */
+const SERVER_SVID_TTL = 3600;
+const HEALTH_TIMEOUT_MS = 2000;
+
+function readUpstream(config: ServerConfig): UpstreamConfig | undefined {
+  if (!config.upstreamCert || !config.upstreamKey) return undefined;
+  const certs = parsePemCertificates(readFileSync(config.upstreamCert, 'utf8'));
+  return { certificate: certs[0]!, chain: certs.slice(1), privateKey: parsePemPrivateKey(readFileSync(config.upstreamKey, 'utf8')) };
+}
+
+function readX509PopCas(config: ServerConfig): Buffer[] {
+  return config.x509popCaBundles.flatMap((path) => parsePemCertificates(readFileSync(path, 'utf8')));
+}
+
+const withTimeout = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+  Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms).unref())]);
+
+export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const datastore = await openDatastore({ kind: 'level', dataDir: config.dataDir });
+  const closers: (() => Promise<void> | void)[] = [() => datastore.close()];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        logger.warn({ reason: errorMessage(err) }, 'error during shutdown');
+      }
+    }
+  };
+  try {
+    const storedTd = await datastore.getMeta('trustDomain');
+    if (storedTd && storedTd !== config.trustDomain) {
+      throw failedPrecondition(`data directory ${config.dataDir} belongs to trust domain "${storedTd}", not "${config.trustDomain}"`);
+    }
+    if (!storedTd) await datastore.setMeta('trustDomain', config.trustDomain);
+
+    const authorities = createAuthorityManager({
+      datastore,
+      keyManager: diskKeyManager(join(config.dataDir, 'keys')),
+      trustDomain: config.trustDomain,
+      caTtlSeconds: config.caTtl,
+      upstream: readUpstream(config),
+      rotationIntervalMs: config.rotationInterval * 1000,
+      logger: logger.child({ component: 'ca' }),
+    });
+    await authorities.start();
+    authorities.startTimer();
+    closers.push(() => authorities.stop());
+
+    const signer = createSvidSigner({
+      authorities,
+      datastore,
+      trustDomain: config.trustDomain,
+      defaults: { x509SvidTtl: config.x509SvidTtl, jwtSvidTtl: config.jwtSvidTtl, agentSvidTtl: config.agentSvidTtl },
+      logger: logger.child({ component: 'signer' }),
+    });
+
+    const mirror = createStateMirror(datastore, { logger: logger.child({ component: 'mirror' }), trustDomain: config.trustDomain });
+    await mirror.start();
+    closers.push(() => mirror.stop());
+    const authz = createEntryAuthorizer(mirror, { logger });
+    closers.push(() => authz.close());
+    const syncState = async () => mirror.waitForRevision(await datastore.currentRevision());
+
+    // The server's own TLS identity, renewed at half-life.
+    const mintIdentity = async (): Promise<TlsIdentity & { notBefore: number; notAfter: number }> => {
+      const keys = generateKeyPair();
+      const svid = await signer.signServerSvid({ publicKey: keys.publicKey, ttlSeconds: SERVER_SVID_TTL });
+      return { chain: svid.chain, privateKey: keys.privateKey, notBefore: svid.notBefore, notAfter: svid.notAfter };
+    };
+    let identity = await mintIdentity();
+
+    let transport: ServerTransport | undefined;
+    const connections = createAgentConnections(() => transport);
+    const auth = {
+      trustDomain: config.trustDomain,
+      bundle: () => authorities.bundle(),
+      agent: (id: string) => mirror.getAgent(id),
+      loadAgent: (id: string) => datastore.getAgent(id),
+      peerOf: (call: { getPeer(): string }) => transport?.peerOf(call),
+    };
+    const feed: FeedPort = {
+      open(params, send, onClose) {
+        const handle = openAgentFeed(mirror, authz, params, (update) => {
+          send(update);
+          if (update.agent_state === 'AGENT_STATE_BANNED') onClose('banned');
+          else if (update.agent_state === 'AGENT_STATE_EVICTED') onClose('evicted');
+        });
+        return { close: () => handle.close() };
+      },
+    };
+
+    const health = async (): Promise<HealthCheck[]> => {
+      const checks: HealthCheck[] = [];
+      try {
+        await withTimeout(datastore.ping(), HEALTH_TIMEOUT_MS, 'datastore');
+        checks.push({ name: 'datastore', ok: true, detail: '' });
+      } catch (err) {
+        checks.push({ name: 'datastore', ok: false, detail: errorMessage(err) });
+      }
+      try {
+        const active = authorities.activeX509().authority;
+        const ok = active.notAfter > Date.now() / 1000;
+        checks.push({ name: 'x509-authority', ok, detail: ok ? active.id : `active authority ${active.id} has expired` });
+      } catch (err) {
+        checks.push({ name: 'x509-authority', ok: false, detail: errorMessage(err) });
+      }
+      checks.push({ name: 'agent-api', ok: transport !== undefined, detail: transport ? `port ${transport.port}` : 'not listening' });
+      return checks;
+    };
+
+    const grpcServer = new Server({ 'grpc.max_concurrent_streams': 1000, 'grpc.keepalive_time_ms': 60_000, 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+    addNodeService(grpcServer, {
+      ...auth,
+      datastore,
+      signer,
+      x509popTrust: { caCertificates: readX509PopCas(config), pinnedSha256: new Set(config.x509popPinned) },
+      agentSvidTtl: config.agentSvidTtl,
+      rateLimiter: createRateLimiter(config.attestationRateLimit),
+      remoteAddress: (call) => transport?.peerOf(call)?.remoteAddress ?? 'unknown',
+      syncState,
+      entry: (id) => mirror.getEntry(id),
+      isAuthorized: (agentId, entryId) => authz.isAuthorized(agentId, entryId),
+      feed,
+      connections,
+      logger,
+    });
+    const adminDeps = {
+      trustDomain: config.trustDomain,
+      datastore,
+      mirror,
+      authorities,
+      connections,
+      joinTokenTtl: config.joinTokenTtl,
+      health,
+      logger,
+    };
+    addAdminService(grpcServer, { ...adminDeps, guard: remoteAdminGuard(auth, mirror) });
+    transport = await listenTls(grpcServer, { host: config.bindHost, port: config.bindPort, identity, logger });
+    closers.push(() => transport!.close());
+    closers.push(() => new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())));
+
+    const adminServer = new Server();
+    addAdminService(adminServer, { ...adminDeps, guard: localAdminGuard });
+    await bindAdminSocket(adminServer, config.socket);
+    closers.push(() => new Promise<void>((resolve) => adminServer.tryShutdown(() => resolve())));
+
+    const identityTimer = setInterval(() => {
+      const now = Date.now() / 1000;
+      const stale = now > identity.notBefore + (identity.notAfter - identity.notBefore) / 2;
+      const wrongCa = !authorities.bundle().x509Authorities.some((root) => identity.chain.length > 0 && new X509Certificate(identity.chain[identity.chain.length - 1]!).checkIssued(new X509Certificate(root)));
+      if (!stale && !wrongCa) return;
+      mintIdentity().then(
+        (next) => {
+          identity = next;
+          transport?.setIdentity(next);
+          logger.info({ notAfter: next.notAfter }, 'server SVID renewed');
+        },
+        (err: unknown) => logger.error({ reason: errorMessage(err) }, 'server SVID renewal failed'),
+      );
+    }, config.rotationInterval * 1000);
+    identityTimer.unref();
+    closers.push(() => clearInterval(identityTimer));
+
+    logger.info(
+      { trustDomain: config.trustDomain, bind: `${config.bindHost}:${transport.port}`, socket: config.socket, dataDir: config.dataDir, entries: mirror.entryCount() },
+      'emblem-server ready',
+    );
+    return { port: transport.port, health, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

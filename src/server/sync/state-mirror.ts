@@ -1,0 +1,354 @@
+// The server's in-memory copy of everything agents sync: registration entries (indexed by id,
+// parent ID and SPIFFE ID; node aliases also by selector), agents, the own bundle, federated bundles
+// and the CA journal. It loads once at start and then follows the datastore's change log, so
+// serving an agent never queries the datastore (SPIRE-NOTES §9: periodic reloads were the pain).
+//
+// Following the log: a change event carries only kind/id/deleted, so each page of events is
+// applied by re-reading the changed objects (in parallel), then swapping them in synchronously.
+// A re-read may return a state newer than the page's last revision; that is harmless because the
+// later event is applied too and re-reads the same or a newer state.
+import type { Logger } from '../../common/logger.js';
+import { formatSelector } from '../../common/selectors.js';
+import { serverId } from '../../common/spiffe-id.js';
+import type { TrustBundle } from '../../common/trust-bundle.js';
+import type { AgentRecord, AuthorityRecord, ChangeEvent, Datastore, EntryRecord } from '../datastore/types.js';
+
+/**
+ * Called after each applied page of changes, with the mirror's new revision. `previousEntries`
+ * holds, for every entry ID in the page, the record as it was before the page (undefined if it
+ * did not exist), so consumers can tell what an update or delete replaced.
+ */
+export type MirrorListener = (
+  applied: readonly ChangeEvent[],
+  revision: number,
+  previousEntries: ReadonlyMap<string, EntryRecord | undefined>,
+) => void;
+
+export interface StateMirror {
+  readonly trustDomain: string;
+  /** spiffe://<td>/emblem/server: the parent ID of node alias entries. */
+  readonly serverId: string;
+  /** Loads everything at a consistent revision and starts following the change log. */
+  start(): Promise<void>;
+  /** Stops following (waits for an apply in progress). */
+  stop(): Promise<void>;
+  /** The change-log revision the mirror reflects. */
+  revision(): number;
+  /** Resolves once the mirror has applied `revision` (read-your-writes for API handlers). */
+  waitForRevision(revision: number): Promise<void>;
+  onApplied(listener: MirrorListener): () => void;
+
+  getEntry(id: string): EntryRecord | undefined;
+  entryCount(): number;
+  allEntries(): IterableIterator<EntryRecord>;
+  /** All entry IDs in ascending order (cached until the set of IDs changes). */
+  sortedEntryIds(): readonly string[];
+  entriesWithParent(parentId: string): ReadonlyMap<string, EntryRecord> | undefined;
+  entriesWithSpiffeId(spiffeId: string): ReadonlyMap<string, EntryRecord> | undefined;
+  isNodeAlias(entry: EntryRecord): boolean;
+  nodeAliases(): ReadonlyMap<string, EntryRecord>;
+  /** Node aliases having the selector "type:value" among theirs. */
+  nodeAliasesWithSelector(selectorKey: string): ReadonlyMap<string, EntryRecord> | undefined;
+
+  getAgent(id: string): AgentRecord | undefined;
+  allAgents(): IterableIterator<AgentRecord>;
+  bundle(): TrustBundle | undefined;
+  federatedBundles(): ReadonlyMap<string, TrustBundle>;
+  authorities(): ReadonlyMap<string, AuthorityRecord>;
+}
+
+export interface StateMirrorOptions {
+  logger: Logger;
+  trustDomain: string;
+  /** Change-log page size (default 1000). */
+  changePageSize?: number;
+  /** Delay before retrying after a datastore error (default 1000 ms). */
+  retryDelayMs?: number;
+}
+
+type Multimap = Map<string, Map<string, EntryRecord>>;
+
+function addTo(index: Multimap, key: string, entry: EntryRecord): void {
+  let bucket = index.get(key);
+  if (!bucket) index.set(key, (bucket = new Map()));
+  bucket.set(entry.id, entry);
+}
+
+function removeFrom(index: Multimap, key: string, id: string): void {
+  const bucket = index.get(key);
+  if (!bucket) return;
+  bucket.delete(id);
+  if (bucket.size === 0) index.delete(key);
+}
+
+/** What one re-read produced, applied synchronously once the whole page is read. */
+type Fetched =
+  | { kind: 'entry'; id: string; value: EntryRecord | undefined }
+  | { kind: 'agent'; id: string; value: AgentRecord | undefined }
+  | { kind: 'bundle'; value: TrustBundle | undefined }
+  | { kind: 'federated_bundle'; id: string; value: TrustBundle | undefined }
+  | { kind: 'authorities'; value: AuthorityRecord[] };
+
+export function createStateMirror(datastore: Datastore, options: StateMirrorOptions): StateMirror {
+  const { logger, trustDomain } = options;
+  const pageSize = options.changePageSize ?? 1000;
+  const retryDelayMs = options.retryDelayMs ?? 1000;
+  const aliasParent = serverId(trustDomain);
+
+  const entries = new Map<string, EntryRecord>();
+  const byParent: Multimap = new Map();
+  const bySpiffeId: Multimap = new Map();
+  const aliases = new Map<string, EntryRecord>();
+  const aliasesBySelector: Multimap = new Map();
+  let sortedIds: string[] | undefined;
+  const agents = new Map<string, AgentRecord>();
+  let ownBundle: TrustBundle | undefined;
+  const federated = new Map<string, TrustBundle>();
+  const authorities = new Map<string, AuthorityRecord>();
+
+  let revision = 0;
+  const listeners = new Set<MirrorListener>();
+  const waiters: { revision: number; resolve: () => void }[] = [];
+  let unsubscribe: (() => void) | undefined;
+  let running: Promise<void> | undefined;
+  let again = false;
+  let stopped = false;
+  let retryTimer: NodeJS.Timeout | undefined;
+
+  function unindex(old: EntryRecord): void {
+    removeFrom(byParent, old.parentId, old.id);
+    removeFrom(bySpiffeId, old.spiffeId, old.id);
+    if (aliases.delete(old.id)) for (const s of old.selectors) removeFrom(aliasesBySelector, formatSelector(s), old.id);
+  }
+
+  function removeEntry(id: string): void {
+    const old = entries.get(id);
+    if (!old) return;
+    unindex(old);
+    entries.delete(id);
+    sortedIds = undefined;
+  }
+
+  function putEntry(entry: EntryRecord): void {
+    const old = entries.get(entry.id);
+    if (old) unindex(old);
+    else sortedIds = undefined; // an update keeps the set of IDs, and so the sorted order
+    entries.set(entry.id, entry);
+    addTo(byParent, entry.parentId, entry);
+    addTo(bySpiffeId, entry.spiffeId, entry);
+    if (entry.parentId === aliasParent) {
+      aliases.set(entry.id, entry);
+      for (const s of entry.selectors) addTo(aliasesBySelector, formatSelector(s), entry);
+    }
+  }
+
+  function setAuthorities(list: AuthorityRecord[]): void {
+    authorities.clear();
+    for (const a of list) authorities.set(a.id, a);
+  }
+
+  async function fetchChange(ev: ChangeEvent): Promise<Fetched> {
+    switch (ev.kind) {
+      case 'entry':
+        return { kind: 'entry', id: ev.id, value: ev.deleted ? undefined : await datastore.getEntry(ev.id) };
+      case 'agent':
+        return { kind: 'agent', id: ev.id, value: ev.deleted ? undefined : await datastore.getAgent(ev.id) };
+      case 'bundle':
+        return { kind: 'bundle', value: await datastore.getBundle() };
+      case 'federated_bundle':
+        return { kind: 'federated_bundle', id: ev.id, value: ev.deleted ? undefined : await datastore.getFederatedBundle(ev.id) };
+      case 'authority':
+        return { kind: 'authorities', value: await datastore.listAuthorities() };
+    }
+  }
+
+  function applyFetched(f: Fetched): void {
+    switch (f.kind) {
+      case 'entry':
+        if (f.value) putEntry(f.value);
+        else removeEntry(f.id);
+        return;
+      case 'agent':
+        if (f.value) agents.set(f.id, f.value);
+        else agents.delete(f.id);
+        return;
+      case 'bundle':
+        ownBundle = f.value;
+        return;
+      case 'federated_bundle':
+        if (f.value) federated.set(f.id, f.value);
+        else federated.delete(f.id);
+        return;
+      case 'authorities':
+        setAuthorities(f.value);
+        return;
+    }
+  }
+
+  /**
+   * Re-reads each changed object once (the last event per object decides) and applies the page;
+   * returns the entries' previous records.
+   */
+  async function applyPage(changes: readonly ChangeEvent[]): Promise<Map<string, EntryRecord | undefined>> {
+    const last = new Map<string, ChangeEvent>();
+    for (const ev of changes) {
+      const key = ev.kind === 'authority' ? 'authority' : `${ev.kind}\u0000${ev.id}`;
+      last.delete(key);
+      last.set(key, ev);
+    }
+    const fetched = await Promise.all([...last.values()].map(fetchChange));
+    const previous = new Map<string, EntryRecord | undefined>();
+    for (const f of fetched) {
+      if (f.kind === 'entry') previous.set(f.id, entries.get(f.id));
+      applyFetched(f);
+    }
+    return previous;
+  }
+
+  function emit(applied: readonly ChangeEvent[], previous: ReadonlyMap<string, EntryRecord | undefined>): void {
+    for (const listener of listeners) {
+      try {
+        listener(applied, revision, previous);
+      } catch (err) {
+        logger.error({ err }, 'state mirror listener failed');
+      }
+    }
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const w = waiters[i] as (typeof waiters)[number];
+      if (w.revision <= revision) {
+        waiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+
+  async function drain(): Promise<void> {
+    for (;;) {
+      const changes = await datastore.listChanges(revision, pageSize);
+      if (changes.length === 0 || stopped) return;
+      const previous = await applyPage(changes);
+      revision = Math.max(revision, (changes[changes.length - 1] as ChangeEvent).revision);
+      emit(changes, previous);
+      if (changes.length < pageSize) return;
+    }
+  }
+
+  /** Runs one catch-up at a time; requests arriving meanwhile cause exactly one more pass. */
+  function requestCatchUp(): Promise<void> {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      try {
+        do {
+          again = false;
+          await drain();
+        } while (again && !stopped);
+      } catch (err) {
+        logger.warn({ err }, 'state mirror could not read the change log; retrying');
+        if (!stopped && !retryTimer) {
+          retryTimer = setTimeout(() => {
+            retryTimer = undefined;
+            void requestCatchUp();
+          }, retryDelayMs);
+          retryTimer.unref();
+        }
+      } finally {
+        running = undefined;
+      }
+    })();
+    return running;
+  }
+
+  async function loadAll(): Promise<void> {
+    const allAgents: AgentRecord[] = [];
+    const loadAgents = async (): Promise<void> => {
+      let pageToken = '';
+      do {
+        const page = await datastore.listAgents({ pageSize: 10_000, pageToken });
+        allAgents.push(...page.items);
+        pageToken = page.nextPageToken;
+      } while (pageToken !== '');
+    };
+    const [allEntries, bundle, feds, auths] = await Promise.all([
+      datastore.listAllEntries(),
+      datastore.getBundle(),
+      datastore.listFederatedBundles(),
+      datastore.listAuthorities(),
+      loadAgents(),
+    ]);
+    for (const e of allEntries) putEntry(e);
+    for (const a of allAgents) agents.set(a.id, a);
+    ownBundle = bundle;
+    for (const b of feds) federated.set(b.trustDomain, b);
+    setAuthorities(auths);
+  }
+
+  return {
+    trustDomain,
+    serverId: aliasParent,
+
+    async start() {
+      const started = Date.now();
+      // Everything read after this revision is at least as new; replaying the log from here
+      // re-reads whatever changed during the load.
+      revision = await datastore.currentRevision();
+      await loadAll();
+      unsubscribe = datastore.onChange((rev) => {
+        if (rev > revision && !stopped) void requestCatchUp();
+      });
+      await requestCatchUp();
+      logger.info(
+        { entries: entries.size, agents: agents.size, revision, ms: Date.now() - started },
+        'state mirror loaded',
+      );
+    },
+
+    async stop() {
+      stopped = true;
+      unsubscribe?.();
+      if (retryTimer) clearTimeout(retryTimer);
+      await running;
+    },
+
+    revision: () => revision,
+
+    waitForRevision(target) {
+      if (target <= revision) return Promise.resolve();
+      return new Promise((resolve) => {
+        waiters.push({ revision: target, resolve });
+        void requestCatchUp();
+      });
+    },
+
+    onApplied(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+
+    getEntry: (id) => entries.get(id),
+    entryCount: () => entries.size,
+    allEntries: () => entries.values(),
+    sortedEntryIds() {
+      if (!sortedIds) sortedIds = [...entries.keys()].sort(compareIds);
+      return sortedIds;
+    },
+    entriesWithParent: (parentId) => byParent.get(parentId),
+    entriesWithSpiffeId: (spiffeId) => bySpiffeId.get(spiffeId),
+    isNodeAlias: (entry) => entry.parentId === aliasParent,
+    nodeAliases: () => aliases,
+    nodeAliasesWithSelector: (key) => aliasesBySelector.get(key),
+
+    getAgent: (id) => agents.get(id),
+    allAgents: () => agents.values(),
+    bundle: () => ownBundle,
+    federatedBundles: () => federated,
+    authorities: () => authorities,
+  };
+}
+
+/** Code-unit order: stable, locale-independent, and what page tokens rely on. */
+export function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
