@@ -100,9 +100,9 @@ export function createWriteQueue(db: Db, log: ChangeLogState, notify: (revision:
       try {
         const value = await item.fn(tx);
         open = false;
-        for (const [key, value] of staged) {
-          committed.set(key, value);
-          ops.push(value === null ? { type: 'del', key } : { type: 'put', key, value });
+        for (const [key, stagedValue] of staged) {
+          committed.set(key, stagedValue);
+          ops.push(stagedValue === null ? { type: 'del', key } : { type: 'put', key, value: stagedValue });
         }
         done.push({ item, ok: true, value, revision: revision > startRevision ? revision : undefined });
       } catch (err) {
