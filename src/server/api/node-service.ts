@@ -157,15 +157,16 @@ async function syncEntries(
       }
     }
   };
+  let feed: { close(): void } | undefined;
   const finish = (err?: unknown) => {
     if (closed) return;
     closed = true;
-    feed.close();
+    feed?.close();
     deps.metrics?.syncStreams(-1);
     if (err) call.emit('error', toGrpcStatus(err));
     else call.end();
   };
-  const feed = deps.feed.open(
+  feed = deps.feed.open(
     { agentId: agent.id, sinceRevision: call.request.since_revision, knownEntries: call.request.known_entries },
     (update) => {
       if (closed) return;
@@ -179,6 +180,7 @@ async function syncEntries(
     },
     (reason) => {
       if (reason === 'banned' || reason === 'evicted') {
+        deps.connections.cut(agent.id);
         // Let the final update (with agent_state) reach the agent, then end the stream.
         setImmediate(() => finish(permissionDenied(`agent is ${reason}`)));
       } else finish();

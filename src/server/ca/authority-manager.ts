@@ -245,7 +245,7 @@ export function createAuthorityManager(options: AuthorityManagerOptions): Author
     const nowSec = toSec(nowMs);
     if (step.action === 'prune') return doPrune(step.id, nowSec);
     if (step.action === 'prepare') {
-      if (!successorWouldOutlive(step.kind, nowSec) && activeOf(step.kind) && !isExpired(activeOf(step.kind)!, nowSec)) return;
+      if (!successorWouldOutlive(step.kind, nowSec)) return;
       prepared.set(step.kind, await doPrepare(step.kind, nowMs));
       return;
     }

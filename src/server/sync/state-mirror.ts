@@ -7,6 +7,7 @@
 // applied by re-reading the changed objects (in parallel), then swapping them in synchronously.
 // A re-read may return a state newer than the page's last revision; that is harmless because the
 // later event is applied too and re-reads the same or a newer state.
+import { unavailable } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { formatSelector } from '../../common/selectors.js';
 import { serverId } from '../../common/spiffe-id.js';
@@ -34,7 +35,10 @@ export interface StateMirror {
   stop(): Promise<void>;
   /** The change-log revision the mirror reflects. */
   revision(): number;
-  /** Resolves once the mirror has applied `revision` (read-your-writes for API handlers). */
+  /**
+   * Resolves once the mirror has applied `revision` (read-your-writes for API handlers, e.g. with
+   * the revision a write returned); rejects with `unavailable` when the mirror stops first.
+   */
   waitForRevision(revision: number): Promise<void>;
   onApplied(listener: MirrorListener): () => void;
 
@@ -108,7 +112,7 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
 
   let revision = 0;
   const listeners = new Set<MirrorListener>();
-  const waiters: { revision: number; resolve: () => void }[] = [];
+  const waiters: { revision: number; resolve: () => void; reject: (err: Error) => void }[] = [];
   let unsubscribe: (() => void) | undefined;
   let running: Promise<void> | undefined;
   let again = false;
@@ -310,14 +314,16 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
       unsubscribe?.();
       if (retryTimer) clearTimeout(retryTimer);
       await running;
+      for (const w of waiters.splice(0)) w.reject(unavailable('the state mirror is stopped'));
     },
 
     revision: () => revision,
 
     waitForRevision(target) {
       if (target <= revision) return Promise.resolve();
-      return new Promise((resolve) => {
-        waiters.push({ revision: target, resolve });
+      if (stopped) return Promise.reject(unavailable('the state mirror is stopped'));
+      return new Promise((resolve, reject) => {
+        waiters.push({ revision: target, resolve, reject });
         void requestCatchUp();
       });
     },
