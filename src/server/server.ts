@@ -20,6 +20,7 @@ import { diskKeyManager } from './ca/key-manager.js';
 import { createSvidSigner } from './ca/svid-signer.js';
 import type { ServerConfig } from './config.js';
 import { openDatastore } from './datastore/open.js';
+import type { AgentRecord } from './datastore/types.js';
 import { openAgentFeed } from './sync/agent-feed.js';
 import { createStateMirror } from './sync/state-mirror.js';
 import { listenTls, type ServerTransport, type TlsIdentity } from './transport/tls-listener.js';
@@ -111,6 +112,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       bundle: () => authorities.bundle(),
       agent: (id: string) => mirror.getAgent(id),
       loadAgent: (id: string) => datastore.getAgent(id),
+      confirmRenewal: async (agent: AgentRecord) => {
+        const { previousSvidSerial: _dropped, ...current } = agent;
+        await datastore.putAgent(current);
+        await syncState();
+      },
       peerOf: (call: { getPeer(): string }) => transport?.peerOf(call),
     };
     const feed: FeedPort = {

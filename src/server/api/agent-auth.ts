@@ -13,6 +13,8 @@ import type { TlsPeer } from '../transport/tls-listener.js';
 
 export interface AgentAuthDeps {
   trustDomain: string;
+  /** Records that the agent now uses its renewed SVID (drops the previous serial). */
+  confirmRenewal?(agent: AgentRecord): Promise<void>;
   bundle(): TrustBundle;
   agent(id: string): AgentRecord | undefined;
   loadAgent(id: string): Promise<AgentRecord | undefined>;
@@ -43,10 +45,15 @@ export async function authenticateAgent(deps: AgentAuthDeps, call: { getPeer(): 
   const { id, peer } = callerSpiffeId(deps, call);
   if (!id.startsWith(agentIdPrefix(deps.trustDomain))) throw permissionDenied('caller is not an agent');
   const serial = normaliseSerial(readCertificate(peer.certChain[0]!).serial);
+  const known = (a: AgentRecord) =>
+    normaliseSerial(a.svidSerial) === serial || (a.previousSvidSerial !== undefined && normaliseSerial(a.previousSvidSerial) === serial);
   let agent = deps.agent(id);
-  if (!agent || normaliseSerial(agent.svidSerial) !== serial) agent = await deps.loadAgent(id);
+  if (!agent || !known(agent)) agent = await deps.loadAgent(id);
   if (!agent) throw permissionDenied('agent is evicted or was never attested');
   if (agent.banned) throw permissionDenied('agent is banned');
-  if (normaliseSerial(agent.svidSerial) !== serial) throw permissionDenied('agent SVID has been superseded; use the current one');
+  if (!known(agent)) throw permissionDenied('agent SVID has been superseded; use the current one');
+  if (agent.previousSvidSerial !== undefined && normaliseSerial(agent.svidSerial) === serial && deps.confirmRenewal) {
+    await deps.confirmRenewal(agent);
+  }
   return { agent, peer, svidSerial: serial };
 }

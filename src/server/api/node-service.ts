@@ -9,7 +9,7 @@ import type { Logger } from '../../common/logger.js';
 import { concatDer } from '../../common/x509/chain.js';
 import { parseCsr } from '../../common/x509/csr.js';
 import type { EntryRecord } from '../datastore/types.js';
-import { authenticateAgent, type AgentAuthDeps } from './agent-auth.js';
+import { authenticateAgent, normaliseSerial, type AgentAuthDeps } from './agent-auth.js';
 import type { AgentConnections } from './agent-connections.js';
 import { attestAgentHandler, type AttestDeps } from './attest-handler.js';
 import type {
@@ -57,12 +57,20 @@ export function addNodeService(server: Server, deps: NodeServiceDeps): void {
     AttestAgent: attestAgentHandler({ ...deps, logger: log }),
 
     RenewAgent: unary(async (req: RenewAgentRequestMsg, call: ServerUnaryCall<RenewAgentRequestMsg, unknown>) => {
-      const { agent } = await authenticate(call);
+      const auth = await authenticate(call);
+      const { agent } = auth;
       const csr = parseCsr(req.csr);
       const [svid] = await deps.signer.signX509Batch([
         { spiffeId: agent.id, publicKey: csr.publicKey, dnsNames: [], ttlSeconds: deps.agentSvidTtl, entryId: '', agentId: agent.id, kind: 'agent' },
       ]);
-      await deps.datastore.putAgent({ ...agent, svidSerial: svid!.serial, svidExpiresAt: svid!.notAfter, lastSeen: Math.floor(Date.now() / 1000) });
+      await deps.datastore.putAgent({
+        ...agent,
+        svidSerial: svid!.serial,
+        svidExpiresAt: svid!.notAfter,
+        // The SVID this call authenticated with stays valid until the agent uses the new one.
+        previousSvidSerial: normaliseSerial(auth.svidSerial),
+        lastSeen: Math.floor(Date.now() / 1000),
+      });
       await deps.syncState();
       return { svid_chain: concatDer(svid!.chain) };
     }),
@@ -180,9 +188,12 @@ async function syncEntries(
     },
     (reason) => {
       if (reason === 'banned' || reason === 'evicted') {
-        deps.connections.cut(agent.id);
-        // Let the final update (with agent_state) reach the agent, then end the stream.
-        setImmediate(() => finish(permissionDenied(`agent is ${reason}`)));
+        // Let the final update (with agent_state) reach the agent, end the stream, then cut every
+        // connection the agent has (its other calls in flight end with it).
+        setImmediate(() => {
+          finish(permissionDenied(`agent is ${reason}`));
+          setTimeout(() => deps.connections.cut(agent.id), 100).unref();
+        });
       } else finish();
     },
   );

@@ -41,6 +41,11 @@ export interface AgentRecord {
   /** Hex serial of the current agent SVID. */
   svidSerial: string;
   svidExpiresAt: number;
+  /**
+   * Serial of the SVID the current one replaced, still accepted until the agent first presents the
+   * new one (a crash between signing and saving the renewed SVID must not lock the agent out).
+   */
+  previousSvidSerial?: string;
   banned: boolean;
   lastSeen: number;
   createdAt: number;

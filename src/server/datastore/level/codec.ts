@@ -42,6 +42,7 @@ export function copyAgent(a: AgentRecord): AgentRecord {
     lastSeen: a.lastSeen,
     createdAt: a.createdAt,
     canReattest: a.canReattest,
+    ...(a.previousSvidSerial ? { previousSvidSerial: a.previousSvidSerial } : {}),
   };
 }
 
