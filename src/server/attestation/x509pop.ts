@@ -58,7 +58,9 @@ export function verifyX509PopChain(trustDomain: string, chainDer: Buffer[], trus
   const pinned = trust.pinnedSha256.has(leafSha256);
   const caFingerprints: string[] = [];
   if (pinned) {
-    if (chain.length !== 1 || !leaf.checkIssued(leaf) || !leaf.verify(leaf.publicKey)) {
+    // Not checkIssued(): OpenSSL's issuer check wants keyCertSign, which a non-CA leaf with a
+    // KeyUsage extension never has. Self-signed = same name and a signature by its own key.
+    if (chain.length !== 1 || leaf.subject !== leaf.issuer || !leaf.verify(leaf.publicKey)) {
       throw permissionDenied('x509pop: a pinned certificate must be presented alone and be self-signed');
     }
   } else {
