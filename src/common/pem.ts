@@ -1,7 +1,9 @@
 // PEM (RFC 7468) and concatenated-DER helpers for certificates and private keys.
 // Error messages never contain key material, only block numbers and labels.
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { invalidArgument } from './errors.js';
+import { errorMessage, invalidArgument } from './errors.js';
+import { readTlv, TAG } from './x509/der.js';
+import { splitDerCertificates } from './x509/chain.js';
 
 export interface PemBlock {
   label: string;
@@ -47,33 +49,16 @@ export function parsePemBlocks(text: string): PemBlock[] {
   return blocks;
 }
 
-/**
- * Length in bytes of the DER element (tag, length, contents) starting at `offset`, or an error
- * message. Only definite lengths (DER) of up to 4 length bytes are accepted.
- */
-export function derElementLength(buf: Buffer, offset = 0): number | string {
-  if (offset + 2 > buf.length) return 'truncated DER element';
-  const first = buf[offset + 1] as number;
-  let headerLen = 2;
-  let contentLen = first;
-  if (first === 0x80) return 'indefinite length is not DER';
-  if (first > 0x80) {
-    const n = first & 0x7f;
-    if (n > 4) return 'DER length is too large';
-    if (offset + 2 + n > buf.length) return 'truncated DER length';
-    contentLen = 0;
-    for (let i = 0; i < n; i++) contentLen = contentLen * 256 + (buf[offset + 2 + i] as number);
-    headerLen = 2 + n;
-  }
-  if (offset + headerLen + contentLen > buf.length) return 'truncated DER element';
-  return headerLen + contentLen;
-}
-
 /** Checks that `der` is exactly one parseable X.509 certificate; `what` names it in errors. */
 export function checkCertificateDer(der: Buffer, what: string): Buffer {
-  const len = derElementLength(der);
-  if (typeof len === 'string' || der[0] !== 0x30) throw invalidArgument(`${what} is not DER (${typeof len === 'string' ? len : 'not a SEQUENCE'})`);
-  if (len !== der.length) throw invalidArgument(`${what} has ${der.length - len} trailing bytes after the certificate`);
+  let tlv;
+  try {
+    tlv = readTlv(der, 0, der.length, what);
+  } catch (err) {
+    throw invalidArgument(`${what} is not DER (${errorMessage(err)})`);
+  }
+  if (tlv.tag !== TAG.SEQUENCE) throw invalidArgument(`${what} is not DER (not a SEQUENCE)`);
+  if (tlv.end !== der.length) throw invalidArgument(`${what} has ${der.length - tlv.end} trailing bytes after the certificate`);
   try {
     new X509Certificate(der);
   } catch (err) {
@@ -82,19 +67,9 @@ export function checkCertificateDer(der: Buffer, what: string): Buffer {
   return der;
 }
 
-/** Splits concatenated DER certificates (the Workload API form) and checks each one. */
-export function splitDerCertificates(buf: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  let offset = 0;
-  while (offset < buf.length) {
-    const n = out.length + 1;
-    if (buf[offset] !== 0x30) throw invalidArgument(`DER certificate ${n} does not start with a SEQUENCE`);
-    const len = derElementLength(buf, offset);
-    if (typeof len === 'string') throw invalidArgument(`DER certificate ${n}: ${len}`);
-    out.push(checkCertificateDer(buf.subarray(offset, offset + len), `DER certificate ${n}`));
-    offset += len;
-  }
-  return out;
+/** Splits concatenated DER certificates (the Workload API form) and checks that each parses. */
+export function splitAndCheckDerCertificates(buf: Buffer): Buffer[] {
+  return splitDerCertificates(buf).map((der, i) => checkCertificateDer(der, `DER certificate ${i + 1}`));
 }
 
 /** The CERTIFICATE blocks of a PEM text (other blocks are skipped), each checked. */
@@ -111,7 +86,7 @@ export function parsePemCertificates(text: string): Buffer[] {
 
 /** Certificates from PEM text or concatenated DER (detected by the leading byte 0x30). */
 export function parseCertificatesFlexible(input: Buffer | string): Buffer[] {
-  if (typeof input !== 'string' && input.length > 0 && input[0] === 0x30) return splitDerCertificates(input);
+  if (typeof input !== 'string' && input.length > 0 && input[0] === 0x30) return splitAndCheckDerCertificates(input);
   const text = typeof input === 'string' ? input : input.toString('utf8');
   if (text.trim().length === 0) throw invalidArgument('no certificate found: input is empty');
   return parsePemCertificates(text);

@@ -10,7 +10,7 @@ import type { JsonWebKey } from 'node:crypto';
 import { createPublicKey } from 'node:crypto';
 import { decodeSpiffeBundle, publicJwk, USE_JWT_SVID } from './bundle-json.js';
 import { invalidArgument } from './errors.js';
-import { parseCertificatesFlexible, splitDerCertificates } from './pem.js';
+import { parseCertificatesFlexible, splitAndCheckDerCertificates } from './pem.js';
 import { parseTrustDomain } from './spiffe-id.js';
 import type { JwtAuthority, TrustBundle } from './trust-bundle.js';
 
@@ -31,7 +31,7 @@ export function jwtBundleBytes(b: TrustBundle): Buffer {
 
 /** Client side of x509BundleBytes: splits and checks the DER certificates. */
 export function parseX509BundleBytes(bytes: Buffer): Buffer[] {
-  return splitDerCertificates(bytes);
+  return splitAndCheckDerCertificates(bytes);
 }
 
 /**

@@ -4,14 +4,14 @@ import * as x509 from '@peculiar/x509';
 import { isEmblemError } from '../../src/common/errors.js';
 import {
   certificatesToPem,
-  derElementLength,
+  checkCertificateDer,
+  splitAndCheckDerCertificates,
   encodePem,
   parseCertificatesFlexible,
   parsePemBlocks,
   parsePemCertificates,
   parsePemPrivateKey,
   privateKeyToPem,
-  splitDerCertificates,
 } from '../../src/common/pem.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
@@ -68,19 +68,17 @@ describe('PEM helpers', () => {
   });
 
   it('splits concatenated DER and checks each certificate', () => {
-    assert.deepEqual(splitDerCertificates(Buffer.concat([a, b, a])), [a, b, a]);
-    assert.deepEqual(splitDerCertificates(Buffer.alloc(0)), []);
-    invalid(() => splitDerCertificates(Buffer.concat([a, b.subarray(0, b.length - 1)])), /DER certificate 2: truncated/);
-    invalid(() => splitDerCertificates(Buffer.concat([a, Buffer.from([0x04, 0x00])])), /DER certificate 2 does not start with a SEQUENCE/);
+    assert.deepEqual(splitAndCheckDerCertificates(Buffer.concat([a, b, a])), [a, b, a]);
+    assert.deepEqual(splitAndCheckDerCertificates(Buffer.alloc(0)), []);
+    invalid(() => splitAndCheckDerCertificates(Buffer.concat([a, b.subarray(0, b.length - 1)])), /certificate 1 in chain/);
+    invalid(() => splitAndCheckDerCertificates(Buffer.concat([a, Buffer.from([0x04, 0x00])])), /certificate 1 in chain is not a DER SEQUENCE/);
+    invalid(() => splitAndCheckDerCertificates(Buffer.from([0x30, 0x03, 1, 2, 3])), /DER certificate 1 is not a valid X.509 certificate/);
   });
 
-  it('derElementLength handles short and long forms and refuses indefinite lengths', () => {
-    assert.equal(derElementLength(Buffer.from([0x30, 0x02, 1, 2])), 4);
-    const long = Buffer.concat([Buffer.from([0x30, 0x82, 0x01, 0x00]), Buffer.alloc(256)]);
-    assert.equal(derElementLength(long), 260);
-    assert.equal(derElementLength(Buffer.from([0x30, 0x80, 0, 0])), 'indefinite length is not DER');
-    assert.equal(derElementLength(Buffer.from([0x30, 0x85, 1, 1, 1, 1, 1])), 'DER length is too large');
-    assert.equal(derElementLength(Buffer.from([0x30])), 'truncated DER element');
+  it('checkCertificateDer refuses indefinite lengths, trailing bytes and non-certificates', () => {
+    invalid(() => checkCertificateDer(Buffer.from([0x30, 0x80, 0, 0]), 'x'), /x is not DER/);
+    invalid(() => checkCertificateDer(Buffer.concat([a, Buffer.from([0])]), 'x'), /x has 1 trailing bytes/);
+    invalid(() => checkCertificateDer(Buffer.from([0x04, 0x00]), 'x'), /x is not DER \(not a SEQUENCE\)/);
   });
 
   it('parseCertificatesFlexible takes PEM (string or bytes) or concatenated DER', () => {

@@ -6,6 +6,9 @@ import { workloadApiService } from '../../common/grpc/proto.js';
 import { fromGrpcError } from '../../common/grpc/status.js';
 import { grpcTarget, type EndpointAddress } from '../../common/endpoint-address.js';
 
+// grpc-js generic client methods, called with .call(client, ...).
+type GrpcMethod = (...args: unknown[]) => unknown;
+
 export interface X509SvidMsg {
   spiffe_id: string;
   x509_svid: Buffer;
@@ -37,11 +40,11 @@ export function workloadHeader(): Metadata {
 
 export function connectWorkloadApi(address: EndpointAddress): WorkloadClient {
   const Ctor = workloadApiService();
-  const client: Client & Record<string, Function> = new Ctor(grpcTarget(address), credentials.createInsecure()) as never;
+  const client: Client & Record<string, GrpcMethod> = new Ctor(grpcTarget(address), credentials.createInsecure()) as never;
 
   const firstOfStream = <T>(method: string, timeoutMs: number): Promise<T> =>
     new Promise((resolve, reject) => {
-      const stream: ClientReadableStream<T> = client[method]!.call(client, {}, workloadHeader(), { deadline: Date.now() + timeoutMs });
+      const stream = client[method]!.call(client, {}, workloadHeader(), { deadline: Date.now() + timeoutMs }) as ClientReadableStream<T>;
       stream.once('data', (msg: T) => {
         resolve(msg);
         stream.cancel();
@@ -59,7 +62,7 @@ export function connectWorkloadApi(address: EndpointAddress): WorkloadClient {
   return {
     fetchX509: (timeoutMs) => firstOfStream('FetchX509SVID', timeoutMs),
     watchX509(onUpdate, onEnd) {
-      const stream: ClientReadableStream<X509SvidResponseMsg> = client['FetchX509SVID']!.call(client, {}, workloadHeader());
+      const stream = client['FetchX509SVID']!.call(client, {}, workloadHeader()) as ClientReadableStream<X509SvidResponseMsg>;
       let ended = false;
       const end = (err?: Error) => {
         if (!ended) {

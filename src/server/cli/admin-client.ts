@@ -3,6 +3,9 @@ import { credentials, Metadata, type Client } from '@grpc/grpc-js';
 import { adminService } from '../../common/grpc/proto.js';
 import { fromGrpcError } from '../../common/grpc/status.js';
 
+// grpc-js generic client methods, called with .call(client, ...).
+type GrpcMethod = (...args: unknown[]) => unknown;
+
 export type AdminCall = <Res = Record<string, unknown>>(method: string, request?: object) => Promise<Res>;
 
 export interface AdminClient {
@@ -15,7 +18,7 @@ export function connectAdmin(socketPath: string, timeoutMs = 30_000): AdminClien
   const client: Client = new Ctor(`unix://${socketPath}`, credentials.createInsecure());
   const call: AdminCall = (method, request = {}) =>
     new Promise((resolve, reject) => {
-      const fn = (client as unknown as Record<string, Function>)[method];
+      const fn = (client as unknown as Record<string, GrpcMethod>)[method];
       if (typeof fn !== 'function') return reject(new Error(`unknown admin method ${method}`));
       fn.call(client, request, new Metadata(), { deadline: Date.now() + timeoutMs }, (err: unknown, res: unknown) => {
         if (err) {
