@@ -7,7 +7,7 @@
 // applied by re-reading the changed objects (in parallel), then swapping them in synchronously.
 // A re-read may return a state newer than the page's last revision; that is harmless because the
 // later event is applied too and re-reads the same or a newer state.
-import { unavailable } from '../../common/errors.js';
+import { isEmblemError, unavailable } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { formatSelector } from '../../common/selectors.js';
 import { serverId } from '../../common/spiffe-id.js';
@@ -228,7 +228,17 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
 
   async function drain(): Promise<void> {
     for (;;) {
-      const changes = await datastore.listChanges(revision, pageSize);
+      let changes: ChangeEvent[];
+      try {
+        changes = await datastore.listChanges(revision, pageSize);
+      } catch (err) {
+        // The log was pruned past our revision: the events in between are gone, so rebuild from
+        // the tables and tell listeners what differs.
+        if (!isEmblemError(err, 'failed_precondition')) throw err;
+        logger.warn({ revision }, 'change log pruned past the mirror revision; resynchronising from the tables');
+        await resync();
+        continue;
+      }
       if (changes.length === 0 || stopped) return;
       const previous = await applyPage(changes);
       revision = Math.max(revision, (changes[changes.length - 1] as ChangeEvent).revision);
@@ -265,7 +275,7 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
     return running;
   }
 
-  async function loadAll(): Promise<void> {
+  async function readAll() {
     const allAgents: AgentRecord[] = [];
     const loadAgents = async (): Promise<void> => {
       let pageToken = '';
@@ -282,11 +292,60 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
       datastore.listAuthorities(),
       loadAgents(),
     ]);
+    return { allEntries, allAgents, bundle, feds, auths };
+  }
+
+  async function loadAll(): Promise<void> {
+    const { allEntries, allAgents, bundle, feds, auths } = await readAll();
     for (const e of allEntries) putEntry(e);
     for (const a of allAgents) agents.set(a.id, a);
     ownBundle = bundle;
     for (const b of feds) federated.set(b.trustDomain, b);
     setAuthorities(auths);
+  }
+
+  /** Replaces the whole state with a fresh read and emits one event per object that differs. */
+  async function resync(): Promise<void> {
+    const target = await datastore.currentRevision();
+    const { allEntries, allAgents, bundle, feds, auths } = await readAll();
+    const events: ChangeEvent[] = [];
+    const previous = new Map<string, EntryRecord | undefined>();
+    const event = (kind: ChangeEvent['kind'], id: string, deleted: boolean) => events.push({ revision: target, kind, id, deleted });
+    const freshEntries = new Set(allEntries.map((e) => e.id));
+    for (const [id, old] of [...entries]) {
+      if (freshEntries.has(id)) continue;
+      previous.set(id, old);
+      removeEntry(id);
+      event('entry', id, true);
+    }
+    for (const e of allEntries) {
+      const old = entries.get(e.id);
+      if (old && old.revision === e.revision) continue;
+      previous.set(e.id, old);
+      putEntry(e);
+      event('entry', e.id, false);
+    }
+    const freshAgents = new Map(allAgents.map((a) => [a.id, a]));
+    for (const id of new Set([...agents.keys(), ...freshAgents.keys()])) {
+      const next = freshAgents.get(id);
+      if (next && JSON.stringify(next) === JSON.stringify(agents.get(id))) continue;
+      if (next) agents.set(id, next);
+      else agents.delete(id);
+      event('agent', id, !next);
+    }
+    ownBundle = bundle;
+    event('bundle', '', !bundle);
+    const freshFeds = new Map(feds.map((b) => [b.trustDomain, b]));
+    for (const td of new Set([...federated.keys(), ...freshFeds.keys()])) {
+      const next = freshFeds.get(td);
+      if (next) federated.set(td, next);
+      else federated.delete(td);
+      event('federated_bundle', td, !next);
+    }
+    setAuthorities(auths);
+    event('authority', '', false);
+    revision = Math.max(revision, target);
+    emit(events, previous);
   }
 
   return {
