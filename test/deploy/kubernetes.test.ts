@@ -100,7 +100,7 @@ describe('Kubernetes manifests', () => {
     tmp = mkdtempSync(join(tmpdir(), 'emblem-deploy-k8s-'));
     objects = CLUSTER_MANIFESTS.flatMap(readManifests);
     flags.server = cliFlags('src/server/cli/main.ts', ['run']);
-    flags.agent = new Set(['--config']);
+    flags.agent = cliFlags('src/agent/cli/main.ts', ['run']);
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -295,8 +295,10 @@ describe('Kubernetes manifests', () => {
       assert.ok(endpoint, `the example sets no ${SPIFFE_ENDPOINT_SOCKET_ENV}`);
       const address = parseEndpointAddress(endpoint);
       assert.equal(address.kind, 'unix');
+      const agentSocketDir = mountFor(pod, container, config.socket)?.volume.hostPath?.path;
+      assert.ok(agentSocketDir, 'the agent socket is not on a hostPath');
       const mounted = mountFor(workloadPod, workload, address.path);
-      assert.equal(mounted?.volume.hostPath?.path, posix.dirname(config.socket));
+      assert.equal(mounted?.volume.hostPath?.path, agentSocketDir);
       assert.equal(mounted.rest, posix.basename(config.socket));
     });
   });
