@@ -1,17 +1,21 @@
 // emblem-server assembly: opens the datastore, starts the CA, the in-memory state mirror and the
 // authorizer, then serves the agent-facing API over TLS and the admin API on the local socket.
 import { Server } from '@grpc/grpc-js';
+import type { Registry } from 'prom-client';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseHostPort } from '../common/config-file.js';
 import { errorMessage, failedPrecondition } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { startObservabilityServer } from '../common/observability/http-endpoint.js';
 import { parsePemCertificates, parsePemPrivateKey } from '../common/pem.js';
 import { generateKeyPair } from '../common/x509/keys.js';
 import { bindAdminSocket } from './admin-socket.js';
 import { addAdminService, type HealthCheck } from './api/admin-service.js';
 import { localAdminGuard, remoteAdminGuard } from './api/admin-guard.js';
 import { createAgentConnections } from './api/agent-connections.js';
+import { updateAgentRecord } from './api/agent-records.js';
 import { addNodeService, type FeedPort } from './api/node-service.js';
 import { createRateLimiter } from './attestation/rate-limit.js';
 import { createEntryAuthorizer } from './authorization/authorized-entries.js';
@@ -19,9 +23,11 @@ import { createAuthorityManager, type UpstreamConfig } from './ca/authority-mana
 import { diskKeyManager } from './ca/key-manager.js';
 import { createSvidSigner } from './ca/svid-signer.js';
 import type { ServerConfig } from './config.js';
+import { instrumentDatastore } from './datastore/instrumented.js';
 import { openDatastore } from './datastore/open.js';
 import type { AgentRecord } from './datastore/types.js';
 import { openAgentFeed } from './sync/agent-feed.js';
+import { createServerMetrics } from './metrics.js';
 import { createStateMirror } from './sync/state-mirror.js';
 import { listenTls, type ServerTransport, type TlsIdentity } from './transport/tls-listener.js';
 
@@ -51,7 +57,8 @@ const withTimeout = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
 
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const datastore = await openDatastore({ kind: 'level', dataDir: config.dataDir });
+  const metrics = createServerMetrics();
+  const datastore = instrumentDatastore(await openDatastore({ kind: 'level', dataDir: config.dataDir }), metrics.registry);
   const closers: (() => Promise<void> | void)[] = [() => datastore.close()];
   const closeAll = async () => {
     for (const close of closers.reverse()) {
@@ -94,6 +101,15 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     await mirror.start();
     closers.push(() => mirror.stop());
     const authz = createEntryAuthorizer(mirror, { logger });
+    metrics.setGaugeSources({
+      entries: () => mirror.entryCount(),
+      bundleSequence: () => mirror.bundle()?.sequence ?? 0,
+      agents: () => {
+        let n = 0;
+        for (const _ of mirror.allAgents()) n++;
+        return n;
+      },
+    });
     closers.push(() => authz.close());
     const syncState = async () => mirror.waitForRevision(await datastore.currentRevision());
 
@@ -113,8 +129,13 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       agent: (id: string) => mirror.getAgent(id),
       loadAgent: (id: string) => datastore.getAgent(id),
       confirmRenewal: async (agent: AgentRecord) => {
-        const { previousSvidSerial: _dropped, ...current } = agent;
-        await datastore.putAgent(current);
+        // Only drops the previous serial of the stored record, so a ban or eviction since the caller
+        // read `agent` stands.
+        await updateAgentRecord(datastore, agent.id, (stored) => {
+          if (!stored || stored.svidSerial !== agent.svidSerial) return undefined;
+          const { previousSvidSerial: _dropped, ...current } = stored;
+          return current;
+        });
         await syncState();
       },
       peerOf: (call: { getPeer(): string }) => transport?.peerOf(call),
@@ -164,6 +185,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       feed,
       connections,
       logger,
+      metrics,
     });
     const adminDeps = {
       trustDomain: config.trustDomain,
@@ -202,6 +224,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     identityTimer.unref();
     closers.push(() => clearInterval(identityTimer));
 
+    await startObservability(config, metrics.registry, health, logger, closers);
+
     logger.info(
       { trustDomain: config.trustDomain, bind: `${config.bindHost}:${transport.port}`, socket: config.socket, dataDir: config.dataDir, entries: mirror.entryCount() },
       'emblem-server ready',
@@ -210,5 +234,32 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   } catch (err) {
     await closeAll();
     throw err;
+  }
+}
+
+/** /metrics on --metrics-bind, /live and /ready on --health-bind (one listener when they are equal). */
+async function startObservability(
+  config: ServerConfig,
+  registry: Registry,
+  health: () => Promise<HealthCheck[]>,
+  logger: Logger,
+  closers: (() => Promise<void> | void)[],
+): Promise<void> {
+  const live = async (): Promise<HealthCheck[]> => [{ name: 'process', ok: true, detail: '' }];
+  const listeners = [
+    { bind: config.metricsBind, withMetrics: true, withHealth: config.metricsBind === config.healthBind },
+    { bind: config.healthBind !== config.metricsBind ? config.healthBind : undefined, withMetrics: false, withHealth: true },
+  ];
+  for (const { bind, withMetrics, withHealth } of listeners) {
+    if (!bind) continue;
+    const { host, port } = parseHostPort(bind, withMetrics ? 'metrics bind address' : 'health bind address');
+    const endpoint = await startObservabilityServer({
+      host,
+      port,
+      logger,
+      ...(withMetrics ? { registry } : {}),
+      ...(withHealth ? { live, ready: health } : {}),
+    });
+    closers.push(() => endpoint.close());
   }
 }

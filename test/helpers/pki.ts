@@ -70,6 +70,26 @@ export async function createPopCa(name: string, validity: Validity = {}): Promis
   return { der: Buffer.from(cert.rawData), pem: cert.toString('pem'), keys, name };
 }
 
+/** An intermediate CA signed by `parent`. */
+export async function createPopIntermediate(parent: PopCa, name: string): Promise<PopCa> {
+  const keys = await newKeys();
+  const cert = await px.X509CertificateGenerator.create({
+    serialNumber: nextSerial(),
+    subject: `CN=${name}`,
+    issuer: `CN=${parent.name}`,
+    notBefore: new Date(Date.now() - DAY_MS),
+    notAfter: new Date(Date.now() + 14 * DAY_MS),
+    publicKey: keys.publicKey,
+    signingKey: parent.keys.privateKey,
+    signingAlgorithm: EC,
+    extensions: [
+      new px.BasicConstraintsExtension(true, 0, true),
+      new px.KeyUsagesExtension(px.KeyUsageFlags.keyCertSign | px.KeyUsageFlags.cRLSign, true),
+    ],
+  });
+  return { der: Buffer.from(cert.rawData), pem: cert.toString('pem'), keys, name };
+}
+
 async function leafFrom(cert: px.X509Certificate, keys: webcrypto.CryptoKeyPair, commonName: string, serial: string, intermediates: Buffer[]): Promise<PopLeaf> {
   const der = Buffer.from(cert.rawData);
   return {
@@ -88,8 +108,8 @@ const leafExtensions = () => [
   new px.KeyUsagesExtension(px.KeyUsageFlags.digitalSignature, true),
 ];
 
-/** A node certificate signed by `ca`. */
-export async function createPopLeaf(ca: PopCa, commonName: string, validity: Validity = {}): Promise<PopLeaf> {
+/** A node certificate signed by `ca`; `intermediates` (nearest first) are appended to its chain. */
+export async function createPopLeaf(ca: PopCa, commonName: string, validity: Validity = {}, intermediates: Buffer[] = []): Promise<PopLeaf> {
   const keys = await newKeys();
   const serial = nextSerial();
   const cert = await px.X509CertificateGenerator.create({
@@ -103,7 +123,7 @@ export async function createPopLeaf(ca: PopCa, commonName: string, validity: Val
     signingAlgorithm: EC,
     extensions: leafExtensions(),
   });
-  return leafFrom(cert, keys, commonName, serial, []);
+  return leafFrom(cert, keys, commonName, serial, intermediates);
 }
 
 /** A self-signed node certificate (the pinned model). */
@@ -130,4 +150,16 @@ export function foreignSvid(trustDomain: string, path = '/emblem/agent/join_toke
   const keys = generateKeyPair();
   const svid = mintX509Svid(issuer, { spiffeId: `spiffe://${trustDomain}${path}`, publicKey: keys.publicKey, ttlSeconds: 600 });
   return { root, chain: [svid.der], privateKey: keys.privateKey };
+}
+
+/** A PKCS#10 request (made by @peculiar/x509) that asks for a subject, URI and DNS SANs of its own. */
+export async function csrAskingFor(uri: string, dnsNames: string[]): Promise<{ der: Buffer; publicKey: KeyObject }> {
+  const keys = await newKeys();
+  const csr = await px.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${dnsNames[0] ?? 'requested'}`,
+    keys,
+    signingAlgorithm: EC,
+    extensions: [new px.SubjectAlternativeNameExtension([{ type: 'url', value: uri }, ...dnsNames.map((value) => ({ type: 'dns' as const, value }))])],
+  });
+  return { der: Buffer.from(csr.rawData), publicKey: KeyObject.from(keys.publicKey) };
 }

@@ -6,18 +6,21 @@
 // plus agents of those servers (attested through the agent's own client modules) and raw Node API
 // clients for calls an agent would never make.
 import * as grpc from '@grpc/grpc-js';
+import type { ClientReadableStream } from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { attestAgent, type NodeAttestor } from '../../src/agent/attestation/node-attestation.js';
+import type { SyncEntriesUpdateMsg } from '../../src/agent/client/messages.js';
 import { ServerClient } from '../../src/agent/client/server-client.js';
 import { serverChannelCredentials, serverNameOptions } from '../../src/agent/client/tls-credentials.js';
 import { decodeSpiffeBundle } from '../../src/common/bundle-json.js';
 import type { RawConfig } from '../../src/common/config-file.js';
 import { nodeService } from '../../src/common/grpc/proto.js';
 import { fromGrpcError } from '../../src/common/grpc/status.js';
+import type { EmblemError } from '../../src/common/errors.js';
 import { createLogger, type Logger } from '../../src/common/logger.js';
 import type { TrustBundle } from '../../src/common/trust-bundle.js';
 import { createCsr } from '../../src/common/x509/csr.js';
@@ -216,7 +219,14 @@ export async function spawnServer(config: RawConfig = {}): Promise<ChildServer> 
     await waitForExit(child);
   };
 
-  await launch();
+  try {
+    await launch();
+  } catch (err) {
+    admin?.close();
+    await kill();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const server: ChildServer = {
     trustDomain: TEST_TD,
     dir,
@@ -289,6 +299,73 @@ export function reconnectAgent(target: ServerTarget, agent: Pick<TestAgent, 'cha
   return client;
 }
 
+// --- sync streams ------------------------------------------------------------------------------
+
+export interface SyncRecorder {
+  /** Every update received, with the time it arrived (performance.now()). */
+  updates: { update: SyncEntriesUpdateMsg; at: number }[];
+  /** The status the stream ended with (an EmblemError; undefined while open or after a clean end). */
+  error: EmblemError | undefined;
+  /** Resolves when the stream has ended, with its error if any. */
+  ended: Promise<EmblemError | undefined>;
+  /** The first update (from `from` on) satisfying `match`, waiting up to `timeoutMs`. */
+  waitFor(match: (u: SyncEntriesUpdateMsg) => boolean, timeoutMs?: number, from?: number): Promise<SyncEntriesUpdateMsg>;
+  cancel(): void;
+}
+
+/** Follows a SyncEntries stream, keeping every update. */
+export function recordSync(stream: ClientReadableStream<SyncEntriesUpdateMsg>, onUpdate?: (u: SyncEntriesUpdateMsg, at: number) => void): SyncRecorder {
+  const updates: SyncRecorder['updates'] = [];
+  const waiters = new Set<() => void>();
+  const wake = () => {
+    for (const w of [...waiters]) w();
+  };
+  let finished = false;
+  const recorder: SyncRecorder = {
+    updates,
+    error: undefined,
+    ended: new Promise((resolve) => {
+      const finish = (err?: EmblemError) => {
+        if (finished) return;
+        finished = true;
+        recorder.error = err;
+        resolve(err);
+        wake();
+      };
+      stream.on('error', (err) => finish(fromGrpcError(err)));
+      stream.on('end', () => setImmediate(() => finish()));
+    }),
+    waitFor(match, timeoutMs = 2000, from = 0) {
+      return new Promise((resolve, reject) => {
+        let timer: NodeJS.Timeout | undefined;
+        const check = () => {
+          const found = updates.slice(from).find((u) => match(u.update));
+          if (found || finished) {
+            waiters.delete(check);
+            clearTimeout(timer);
+            if (found) resolve(found.update);
+            else reject(new Error(`sync stream ended (${recorder.error?.message ?? 'cleanly'}) without the expected update`));
+          }
+        };
+        timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no matching sync update within ${timeoutMs} ms (${updates.length} received)`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      });
+    },
+    cancel: () => stream.cancel(),
+  };
+  stream.on('data', (update: SyncEntriesUpdateMsg) => {
+    const at = performance.now();
+    updates.push({ update, at });
+    onUpdate?.(update, at);
+    wake();
+  });
+  return recorder;
+}
+
 // --- raw Node API clients ----------------------------------------------------------------------
 
 type RawStub = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
@@ -322,5 +399,28 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     if (await check()) return true;
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+// --- secrets in logs ---------------------------------------------------------------------------
+
+/** The token embedded in a join-token agent ID. */
+export function joinTokenOf(agentId: string): string {
+  const m = /\/join_token\/([0-9a-f]+)$/.exec(agentId);
+  if (!m) throw new Error(`${agentId} is not a join-token agent ID`);
+  return m[1]!;
+}
+
+const JWT_RE = /eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+/;
+
+/** Fails when `text` holds a PEM private key, anything shaped like a JWT, or one of `secrets`. */
+export function assertNoSecretsLogged(text: string, secrets: readonly string[]): void {
+  if (text.length === 0) throw new Error('no log lines were captured');
+  if (/PRIVATE KEY/.test(text)) throw new Error('a private key was logged');
+  const jwt = JWT_RE.exec(text);
+  if (jwt) throw new Error(`a JWT was logged: ${jwt[0].slice(0, 40)}…`);
+  for (const secret of secrets) {
+    const at = text.indexOf(secret);
+    if (at >= 0) throw new Error(`secret ${secret.slice(0, 6)}… was logged: …${text.slice(Math.max(0, at - 200), at + secret.length + 20)}`);
   }
 }

@@ -75,3 +75,14 @@ function sample(key: string): string {
   };
   return samples[key] ?? '1h';
 }
+
+describe('emblem-server run flags', () => {
+  it('offers a --flag for every config key', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const help = execFileSync(process.execPath, ['--import', 'tsx', 'src/server/cli/main.ts', 'run', '--help'], { encoding: 'utf8' });
+    for (const key of SERVER_CONFIG_KEYS) {
+      const flag = '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+      assert.ok(help.includes(flag + ' '), `run --help lacks ${flag}`);
+    }
+  });
+});

@@ -3,6 +3,7 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { EmblemError, errorMessage, notFound } from '../../common/errors.js';
 import { grpcCodeOf } from '../../common/grpc/status.js';
+import { loggableId } from '../attestation/join-token.js';
 import type { Datastore, EntryRecord } from '../datastore/types.js';
 import { entryToProto, type EntryProto } from '../entries/convert.js';
 import { listEntries, type EntryFilter } from '../entries/filter.js';
@@ -50,7 +51,7 @@ export function entryHandlers(deps: AdminEntriesDeps): UntypedServiceImplementat
   const create = async (input: Partial<EntryProto>): Promise<EntryRecord> => {
     const entry = validateNewEntry(input, context());
     const stored = await deps.datastore.createEntry({ ...entry, createdAt: entry.createdAt || Math.floor(Date.now() / 1000) });
-    deps.audit('entry.create', { entryId: stored.id, spiffeId: stored.spiffeId, parentId: stored.parentId });
+    deps.audit('entry.create', { entryId: stored.id, spiffeId: stored.spiffeId, parentId: loggableId(stored.parentId) });
     return stored;
   };
 

@@ -8,10 +8,11 @@ import type { Logger } from '../../common/logger.js';
 import { parseCertificatesFlexible } from '../../common/pem.js';
 import { parseTrustDomain } from '../../common/spiffe-id.js';
 import type { TrustBundle } from '../../common/trust-bundle.js';
-import { generateJoinToken } from '../attestation/join-token.js';
+import { generateJoinToken, loggableId } from '../attestation/join-token.js';
 import type { AgentRecord, AuthorityKind, AuthorityRecord, Datastore, SvidRecord } from '../datastore/types.js';
 import type { StateMirror } from '../sync/state-mirror.js';
 import { entryHandlers } from './admin-entries.js';
+import { deleteAgentRecord, updateAgentRecord } from './agent-records.js';
 import type { AdminGuard } from './admin-guard.js';
 import type { AgentConnections } from './agent-connections.js';
 
@@ -104,20 +105,25 @@ export function addAdminService(server: Server, deps: AdminServiceDeps): void {
     }),
     GetAgent: guard.unary(async (req: { id: string }) => agentToProto(await agentOrThrow(req.id))),
     EvictAgent: guard.unary(async (req: { id: string }) => {
-      await datastore.deleteAgent(req.id);
+      await deleteAgentRecord(datastore, req.id);
       await caughtUp();
-      const cut = deps.connections.cut(req.id);
-      audit('agent.evict', { agentId: req.id, connectionsCut: cut });
+      // As for a ban: the agent's feed has sent AGENT_STATE_EVICTED; cutting the connections at
+      // once would destroy that message before it leaves, so the cut comes a moment later.
+      setTimeout(() => deps.connections.cut(req.id), 50).unref();
+      audit('agent.evict', { agentId: loggableId(req.id) });
       return {};
     }),
     BanAgent: guard.unary(async (req: { id: string }) => {
-      const agent = await agentOrThrow(req.id);
-      await datastore.putAgent({ ...agent, banned: true });
+      // On the stored record, in turn with renewals and attestations of the agent (agent-records.ts).
+      await updateAgentRecord(datastore, req.id, (agent) => {
+        if (!agent) throw notFound(`agent ${req.id} not found`);
+        return { ...agent, banned: true };
+      });
       await caughtUp();
       // The agent's feed has delivered AGENT_STATE_BANNED by now (it reacts to the mirror);
       // cutting the connections also ends any call it has in flight.
       setTimeout(() => deps.connections.cut(req.id), 50).unref();
-      audit('agent.ban', { agentId: req.id });
+      audit('agent.ban', { agentId: loggableId(req.id) });
       return {};
     }),
 

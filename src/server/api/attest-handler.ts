@@ -17,7 +17,8 @@ import { redeemJoinToken } from '../attestation/join-token.js';
 import type { RateLimiter } from '../attestation/rate-limit.js';
 import { verifyX509PopChain, type X509PopTrust } from '../attestation/x509pop.js';
 import type { AgentRecord, AttestationType, Datastore } from '../datastore/types.js';
-import type { AgentSigner } from './signer-port.js';
+import { updateAgentRecord } from './agent-records.js';
+import type { AgentSigner, SignedX509 } from './signer-port.js';
 import type { AttestAgentRequestMsg, AttestAgentResponseMsg } from './node-messages.js';
 
 export interface AttestDeps {
@@ -109,24 +110,26 @@ export function attestAgentHandler(deps: AttestDeps) {
         throw invalidArgument('attestation params must name join_token or x509pop');
       }
 
-      const existing = await deps.datastore.getAgent(agentId);
-      if (existing?.banned) throw permissionDenied('agent is banned');
-      const [svid] = await deps.signer.signX509Batch([
-        { spiffeId: agentId, publicKey: csr.publicKey, dnsNames: [], ttlSeconds: deps.agentSvidTtl, entryId: '', agentId, kind: 'agent' },
-      ]);
-      const now = Math.floor(Date.now() / 1000);
-      const record: AgentRecord = {
-        id: agentId,
-        attestationType: type,
-        selectors,
-        svidSerial: svid!.serial,
-        svidExpiresAt: svid!.notAfter,
-        banned: false,
-        lastSeen: now,
-        createdAt: existing?.createdAt ?? now,
-        canReattest: type === 'x509pop',
-      };
-      await deps.datastore.putAgent(record);
+      // The ban check and the write happen in turn with a concurrent ban, so a ban is never undone.
+      let svid: SignedX509 | undefined;
+      await updateAgentRecord(deps.datastore, agentId, async (existing): Promise<AgentRecord> => {
+        if (existing?.banned) throw permissionDenied('agent is banned');
+        [svid] = await deps.signer.signX509Batch([
+          { spiffeId: agentId, publicKey: csr.publicKey, dnsNames: [], ttlSeconds: deps.agentSvidTtl, entryId: '', agentId, kind: 'agent' },
+        ]);
+        const now = Math.floor(Date.now() / 1000);
+        return {
+          id: agentId,
+          attestationType: type,
+          selectors,
+          svidSerial: svid!.serial,
+          svidExpiresAt: svid!.notAfter,
+          banned: false,
+          lastSeen: now,
+          createdAt: existing?.createdAt ?? now,
+          canReattest: type === 'x509pop',
+        };
+      });
       await deps.syncState();
       deps.metrics?.attestation(attestor, 'ok');
       deps.logger.info({ agentId: type === 'join_token' ? '(join token agent)' : agentId, attestor, selectors: selectors.length }, 'agent attested');

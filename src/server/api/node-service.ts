@@ -9,6 +9,7 @@ import type { Logger } from '../../common/logger.js';
 import { concatDer } from '../../common/x509/chain.js';
 import { parseCsr } from '../../common/x509/csr.js';
 import type { EntryRecord } from '../datastore/types.js';
+import { loggableId } from '../attestation/join-token.js';
 import { authenticateAgent, normaliseSerial, type AgentAuthDeps } from './agent-auth.js';
 import type { AgentConnections } from './agent-connections.js';
 import { attestAgentHandler, type AttestDeps } from './attest-handler.js';
@@ -19,7 +20,8 @@ import type {
   SyncEntriesRequestMsg,
   X509SVIDResultMsg,
 } from './node-messages.js';
-import type { X509SignRequest } from './signer-port.js';
+import { updateAgentRecord } from './agent-records.js';
+import type { SignedX509, X509SignRequest } from './signer-port.js';
 
 export const MAX_BATCH_SIZE = 1000;
 /** Deltas waiting for a slow agent; past this the stream is closed and the agent resumes exactly. */
@@ -60,16 +62,27 @@ export function addNodeService(server: Server, deps: NodeServiceDeps): void {
       const auth = await authenticate(call);
       const { agent } = auth;
       const csr = parseCsr(req.csr);
-      const [svid] = await deps.signer.signX509Batch([
-        { spiffeId: agent.id, publicKey: csr.publicKey, dnsNames: [], ttlSeconds: deps.agentSvidTtl, entryId: '', agentId: agent.id, kind: 'agent' },
-      ]);
-      await deps.datastore.putAgent({
-        ...agent,
-        svidSerial: svid!.serial,
-        svidExpiresAt: svid!.notAfter,
-        // The SVID this call authenticated with stays valid until the agent uses the new one.
-        previousSvidSerial: normaliseSerial(auth.svidSerial),
-        lastSeen: Math.floor(Date.now() / 1000),
+      let svid: SignedX509 | undefined;
+      // Re-checked on the stored record, in turn with bans and evictions: a renewal that passed
+      // authentication just before a ban or an eviction must not undo it.
+      await updateAgentRecord(deps.datastore, agent.id, async (current) => {
+        if (!current) throw permissionDenied('agent is evicted or was never attested');
+        if (current.banned) throw permissionDenied('agent is banned');
+        const serial = normaliseSerial(auth.svidSerial);
+        if (normaliseSerial(current.svidSerial) !== serial && (current.previousSvidSerial === undefined || normaliseSerial(current.previousSvidSerial) !== serial)) {
+          throw permissionDenied('agent SVID has been superseded; use the current one');
+        }
+        [svid] = await deps.signer.signX509Batch([
+          { spiffeId: agent.id, publicKey: csr.publicKey, dnsNames: [], ttlSeconds: deps.agentSvidTtl, entryId: '', agentId: agent.id, kind: 'agent' },
+        ]);
+        return {
+          ...current,
+          svidSerial: svid!.serial,
+          svidExpiresAt: svid!.notAfter,
+          // The SVID this call authenticated with stays valid until the agent uses the new one.
+          previousSvidSerial: serial,
+          lastSeen: Math.floor(Date.now() / 1000),
+        };
       });
       await deps.syncState();
       return { svid_chain: concatDer(svid!.chain) };
@@ -90,7 +103,7 @@ export function addNodeService(server: Server, deps: NodeServiceDeps): void {
         try {
           const entry = deps.entry(p.entry_id);
           if (!entry || !deps.isAuthorized(agent.id, p.entry_id)) {
-            log.warn({ agentId: agent.id, entryId: p.entry_id }, 'refused to sign: entry is not authorised for this agent');
+            log.warn({ agentId: loggableId(agent.id), entryId: p.entry_id }, 'refused to sign: entry is not authorised for this agent');
             throw permissionDenied(`entry ${p.entry_id} is not authorised for this agent`);
           }
           const csr = parseCsr(p.csr);
@@ -107,8 +120,11 @@ export function addNodeService(server: Server, deps: NodeServiceDeps): void {
             },
           });
         } catch (err) {
-          const e = err instanceof EmblemError ? err : invalidArgument(errorMessage(err));
-          results[index]!.status = { code: grpcCodeOf(e.code), message: e.message };
+          if (err instanceof EmblemError) results[index]!.status = { code: grpcCodeOf(err.code), message: err.message };
+          else {
+            log.error({ entryId: p.entry_id, reason: errorMessage(err) }, 'unexpected error while preparing an SVID');
+            results[index]!.status = { code: grpcCodeOf('internal'), message: 'internal error' };
+          }
         }
       }
       if (toSign.length > 0) {
@@ -130,7 +146,7 @@ export function addNodeService(server: Server, deps: NodeServiceDeps): void {
       if (req.audience.length === 0 || req.audience.some((a) => a.length === 0)) throw invalidArgument('audience must be specified');
       const entry = deps.entry(req.entry_id);
       if (!entry || !deps.isAuthorized(agent.id, req.entry_id)) {
-        log.warn({ agentId: agent.id, entryId: req.entry_id }, 'refused JWT-SVID: entry is not authorised for this agent');
+        log.warn({ agentId: loggableId(agent.id), entryId: req.entry_id }, 'refused JWT-SVID: entry is not authorised for this agent');
         throw permissionDenied(`entry ${req.entry_id} is not authorised for this agent`);
       }
       const started = process.hrtime.bigint();
@@ -179,7 +195,7 @@ async function syncEntries(
     (update) => {
       if (closed) return;
       if (pending.length >= MAX_PENDING_SYNC_UPDATES) {
-        log.warn({ agentId: agent.id }, 'agent is not reading its sync stream; closing it (the agent resumes exactly)');
+        log.warn({ agentId: loggableId(agent.id) }, 'agent is not reading its sync stream; closing it (the agent resumes exactly)');
         finish(resourceExhausted('sync stream fell too far behind; reconnect'));
         return;
       }

@@ -24,6 +24,11 @@ const RUN_FLAGS = [
   ['--upstream-key <file>', 'PEM private key of the upstream CA'],
   ['--metrics-bind <host:port>', 'serve Prometheus metrics here'],
   ['--health-bind <host:port>', 'serve /live and /ready here'],
+  ['--join-token-ttl <duration>', 'default join token lifetime (default 600s)'],
+  ['--rotation-interval <duration>', 'how often CA rotation is checked (default 10s)'],
+  ['--attestation-rate-limit <n>', 'attestation attempts per source address per minute (default 60)'],
+  ['--x509pop-ca-bundles <file...>', 'x509pop CA-signed model: PEM files of trusted CAs'],
+  ['--x509pop-pinned <sha256...>', 'x509pop pinned model: SHA-256 fingerprints of accepted self-signed certificates'],
 ] as const;
 
 export function buildProgram(): Command {

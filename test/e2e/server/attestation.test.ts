@@ -11,8 +11,17 @@ import { readCertificate } from '../../../src/common/x509/cert-info.js';
 import { createCsr } from '../../../src/common/x509/csr.js';
 import { generateKeyPair } from '../../../src/common/x509/keys.js';
 import { verifyX509SvidChain } from '../../../src/common/x509/validate.js';
-import { createPopCa, createPopLeaf, createSelfSignedPopLeaf, sha1Hex, type PopCa, type PopLeaf } from '../../helpers/pki.js';
-import { attestTestAgent, fetchBundle, newJoinToken, newServerDir, startTestServer, type ServerTarget, type TestServer } from '../../helpers/server-harness.js';
+import { createPopCa, createPopIntermediate, createPopLeaf, createSelfSignedPopLeaf, sha1Hex, type PopCa, type PopLeaf } from '../../helpers/pki.js';
+import {
+  assertNoSecretsLogged,
+  attestTestAgent,
+  fetchBundle,
+  newJoinToken,
+  newServerDir,
+  startTestServer,
+  type ServerTarget,
+  type TestServer,
+} from '../../helpers/server-harness.js';
 
 interface AgentMsg {
   id: string;
@@ -55,6 +64,13 @@ describe('e2e: node attestation', function () {
   let otherCa: PopCa;
   let pinned: PopLeaf;
   let dir: string;
+  /** Every join token this file sends; none may appear in the server's log. */
+  const tokens: string[] = [];
+  const token = async (ttl = 0) => {
+    const created = await newJoinToken(server, ttl);
+    tokens.push(created.token);
+    return created;
+  };
 
   before(async () => {
     ca = await createPopCa('Node CA');
@@ -71,11 +87,11 @@ describe('e2e: node attestation', function () {
   });
 
   it('attests with a join token: agent ID from the token, SVID chains to the bundle, agent and ledger rows stored', async () => {
-    const { token, agent_id } = await newJoinToken(server);
-    assert.match(token, /^[0-9a-f]{32}$/);
-    const agent = await attestTestAgent(server, { joinToken: token });
+    const { token: value, agent_id } = await token();
+    assert.match(value, /^[0-9a-f]{32}$/);
+    const agent = await attestTestAgent(server, { joinToken: value });
     try {
-      assert.equal(agent.id, `spiffe://${server.trustDomain}/emblem/agent/join_token/${token}`);
+      assert.equal(agent.id, `spiffe://${server.trustDomain}/emblem/agent/join_token/${value}`);
       assert.equal(agent.id, agent_id);
       const bundle = await fetchBundle(server);
       const verified = verifyX509SvidChain(agent.chain, (td) => (td === server.trustDomain ? bundle.x509Authorities : undefined));
@@ -100,19 +116,20 @@ describe('e2e: node attestation', function () {
   });
 
   it('refuses a reused join token', async () => {
-    const { token } = await newJoinToken(server);
-    const agent = await attestTestAgent(server, { joinToken: token });
+    const { token: value } = await token();
+    const agent = await attestTestAgent(server, { joinToken: value });
     agent.close();
-    assert.match(await expectRefused(server, { joinToken: token }, 'permission_denied'), /join token/);
+    assert.match(await expectRefused(server, { joinToken: value }, 'permission_denied'), /join token/);
   });
 
   it('refuses an expired join token', async () => {
-    const { token, expires_at } = await newJoinToken(server, 1);
+    const { token: value, expires_at } = await token(1);
     await new Promise((r) => setTimeout(r, Math.max(0, (expires_at + 1) * 1000 - Date.now()) + 20));
-    assert.match(await expectRefused(server, { joinToken: token }, 'permission_denied'), /join token/);
+    assert.match(await expectRefused(server, { joinToken: value }, 'permission_denied'), /join token/);
   });
 
   it('refuses unknown and malformed join tokens', async () => {
+    tokens.push('0123456789abcdef0123456789abcdef', 'not-a-token');
     await expectRefused(server, { joinToken: '0123456789abcdef0123456789abcdef' }, 'permission_denied');
     await expectRefused(server, { joinToken: 'not-a-token' }, 'permission_denied');
   });
@@ -141,6 +158,27 @@ describe('e2e: node attestation', function () {
     } finally {
       agent.close();
     }
+  });
+
+  it('attests an x509pop node whose certificate comes with an intermediate CA', async () => {
+    const intermediate = await createPopIntermediate(ca, 'Node Issuing CA');
+    const leaf = await createPopLeaf(intermediate, 'node-2.example', {}, [intermediate.der]);
+    const agent = await attestTestAgent(server, pop(leaf));
+    agent.close();
+    assert.equal(agent.id, `spiffe://${server.trustDomain}/emblem/agent/x509pop/${leaf.sha1}`);
+    const stored = await server.admin.call<AgentMsg>('GetAgent', { id: agent.id });
+    assert.deepEqual(
+      stored.selectors.map((s) => `${s.type}:${s.value}`).sort(),
+      [
+        `x509pop:ca:fingerprint:${sha1Hex(intermediate.der)}`,
+        `x509pop:ca:fingerprint:${sha1Hex(ca.der)}`,
+        `x509pop:serialnumber:${leaf.serial}`,
+        'x509pop:subject:cn:node-2.example',
+      ].sort(),
+    );
+    // Without its intermediate the certificate does not chain to the configured CA.
+    const bare = { ...leaf, chain: [leaf.der] };
+    assert.match(await expectRefused(server, pop(bare), 'permission_denied'), /does not chain/);
   });
 
   it('attests a pinned self-signed x509pop node', async () => {
@@ -181,5 +219,9 @@ describe('e2e: node attestation', function () {
     } finally {
       await limited.stop();
     }
+  });
+
+  it('logged no join token, private key or JWT', () => {
+    assertNoSecretsLogged(server.logs.text(), tokens);
   });
 });
