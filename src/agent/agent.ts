@@ -144,18 +144,6 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     const minter = new SvidMinter({ cache, store, signer: client, logger });
     minter.start(snapshot.identities);
     closers.push(() => minter.stop());
-    const sync = new SyncClient({
-      trustDomain: config.trustDomain,
-      transport: client,
-      cache,
-      store,
-      initialRevision: snapshot.revision,
-      onApplied: (u) => minter.handleSync(u.result, u.taintedAuthorityIds),
-      onTerminated: (reason, message) => stop(reason, message),
-      logger,
-    });
-    sync.start();
-    closers.push(() => sync.stop());
     const rotator = new AgentSvidRotator({
       transport: client,
       store,
@@ -171,6 +159,23 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     rotator.start(svid);
     closers.push(() => rotator.stop());
 
+    const sync = new SyncClient({
+      trustDomain: config.trustDomain,
+      transport: client,
+      cache,
+      store,
+      initialRevision: snapshot.revision,
+      onApplied: (u) => {
+        minter.handleSync(u.result, u.taintedAuthorityIds);
+        // The agent SVID is re-keyed too when its signing authority is tainted.
+        const issuer = svid ? readCertificate(svid.chain[0]!).akid : undefined;
+        if (issuer && u.taintedAuthorityIds.includes(issuer)) void rotator.renewNow();
+      },
+      onTerminated: (reason, message) => stop(reason, message),
+      logger,
+    });
+    sync.start();
+    closers.push(() => sync.stop());
     const agentSvidValid = (): CheckResult => {
       const notAfter = svid ? readCertificate(svid.chain[0]!).notAfter : 0;
       return notAfter > Date.now() / 1000 ? { ok: true, detail: `until ${new Date(notAfter * 1000).toISOString()}` } : { ok: false, detail: 'agent SVID expired' };

@@ -1,5 +1,5 @@
 // emblem-server configuration: defaults, the YAML file (camelCase keys) and flag overrides.
-// docs/operations.md lists every key; test/server/config.test.ts keeps the two in step.
+// docs/operations.md lists every key (test/docs/docs.test.ts keeps them in step; test/server/config.test.ts checks each key has a run flag).
 import { resolve } from 'node:path';
 import { asString, asStringList, mergeConfig, parseHostPort, readYamlConfig, type RawConfig } from '../common/config-file.js';
 import { parseDurationSeconds } from '../common/duration.js';

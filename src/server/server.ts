@@ -41,6 +41,7 @@ export interface RunningServer {
 /** Lifetime of the server's own TLS SVID; it is renewed at half-life. */
 const SERVER_SVID_TTL = 3600;
 const HEALTH_TIMEOUT_MS = 2000;
+const TOKEN_PRUNE_INTERVAL_MS = 10 * 60_000;
 
 function readUpstream(config: ServerConfig): UpstreamConfig | undefined {
   if (!config.upstreamCert || !config.upstreamKey) return undefined;
@@ -223,6 +224,17 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     }, config.rotationInterval * 1000);
     identityTimer.unref();
     closers.push(() => clearInterval(identityTimer));
+
+    // Expired join tokens are useless; drop them so the store does not grow with abandoned ones.
+    const pruneTokens = () =>
+      datastore.pruneJoinTokens(Math.floor(Date.now() / 1000)).then(
+        (n) => n > 0 && logger.info({ pruned: n }, 'expired join tokens pruned'),
+        (err: unknown) => logger.warn({ reason: errorMessage(err) }, 'join token pruning failed'),
+      );
+    void pruneTokens();
+    const pruneTimer = setInterval(() => void pruneTokens(), TOKEN_PRUNE_INTERVAL_MS);
+    pruneTimer.unref();
+    closers.push(() => clearInterval(pruneTimer));
 
     await startObservability(config, metrics.registry, health, logger, closers);
 

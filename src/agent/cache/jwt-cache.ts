@@ -22,6 +22,9 @@ export interface JwtSvidCacheOptions {
 export const DEFAULT_JWT_CACHE_SIZE = 1000;
 
 /** Sorted, de-duplicated audience: the order in a request does not make a different token. */
+/** A stale token is served on mint failure only while it has at least this long left. */
+const STALE_MARGIN_SECONDS = 5;
+
 export function normaliseAudience(audience: readonly string[]): string[] {
   return [...new Set(audience)].sort();
 }
@@ -57,7 +60,6 @@ export class JwtSvidCache {
         this.tokens.set(key, cached);
         return Promise.resolve(cached.svid);
       }
-      this.tokens.delete(key);
     }
     const pending = this.inFlight.get(key);
     if (pending) return pending;
@@ -69,6 +71,14 @@ export class JwtSvidCache {
         const current = (this.epochs.get(entryId) ?? 0) === epoch && this.generation === generation;
         if (current) this.remember(key, { svid, receivedAt: Math.min(this.now() / 1000, svid.expiresAt) });
         return svid;
+      })
+      .catch((err: unknown) => {
+        // Past half-life a fresh token is preferred, but while the server cannot be reached a
+        // token that has not expired yet is still better than no token.
+        const stale = this.tokens.get(key);
+        if (stale && stale.svid.expiresAt > this.now() / 1000 + STALE_MARGIN_SECONDS) return stale.svid;
+        this.tokens.delete(key);
+        throw err;
       })
       .finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, request);

@@ -22,6 +22,6 @@ export function terminationFromState(state: AgentStateName | undefined): Termina
 
 export function terminationMessage(reason: TerminationReason): string {
   return reason === 'banned'
-    ? 'the server has banned this agent: it stops serving identities (an operator must unban it before it can attest again)'
+    ? 'the server has banned this agent: it stops serving identities (a ban is lifted only by evicting the agent: `emblem-server agent evict`)'
     : 'the server has evicted this agent: it stops serving identities (restart it to attest again)';
 }

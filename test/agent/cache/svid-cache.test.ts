@@ -196,6 +196,25 @@ describe('SVID cache', () => {
       assert.equal(minted.length, 4, 'other audiences and other entries get their own tokens');
     });
 
+    it('serves a still-valid token past half-life while the server cannot be reached', async () => {
+      let now = 1_700_000_000_000;
+      let serverUp = true;
+      const cache = new SvidCache({
+        now: () => now,
+        mintJwtSvid: async (): Promise<JwtSvid> => {
+          if (!serverUp) throw new Error('server unreachable');
+          return { token: 'fresh', expiresAt: Math.floor(now / 1000) + 300 };
+        },
+      });
+      cache.applySync({ full: true, deletedIds: [], upserted: [entry('a', ['u:a'])] });
+      assert.equal((await cache.fetchJwtSvid('a', ['x'])).token, 'fresh');
+      serverUp = false;
+      now += 200_000; // 100 s left of 300
+      assert.equal((await cache.fetchJwtSvid('a', ['x'])).token, 'fresh', 'the cached token is still valid');
+      now += 97_000; // 3 s left: too close to expiry to hand out
+      await assert.rejects(cache.fetchJwtSvid('a', ['x']), /unreachable/);
+    });
+
     it('dropJwtSvids() forgets every token (authority taint)', async () => {
       const { cache, minted } = setup();
       await cache.fetchJwtSvid('a', ['x']);
