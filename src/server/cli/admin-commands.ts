@@ -5,6 +5,7 @@ import { action, formatTime, parseOutputFormat, printJson, printRecords } from '
 import { decodeSpiffeBundle } from '../../common/bundle-json.js';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { invalidArgument } from '../../common/errors.js';
+import { probeHealth } from '../../common/observability/http-endpoint.js';
 import { certificatesToPem } from '../../common/pem.js';
 import { connectAdmin, type AdminClient } from './admin-client.js';
 import { socketOption } from './options.js';
@@ -261,21 +262,29 @@ export function svidCommand(): Command {
 }
 
 export function healthcheckCommand(): Command {
-  const cmd = new Command('healthcheck').description('exit 0 when the server is ready (datastore answers, an authority is active)');
+  const cmd = new Command('healthcheck').description(
+    'exit 0 when the server is ready (datastore answers, an authority is active); over the admin socket, or an HTTP /ready URL',
+  );
   socketOption(cmd)
+    .option('--url <url>', "check this /ready URL instead (the server's --health-bind listener)")
     .option('--output <format>', 'pretty or json')
     .action(
       action(async (flags: Flags) => {
         const output = parseOutputFormat(flags.output);
-        const client = connectAdmin(flags.socket, 5_000);
-        try {
-          const res = await client.call<{ ready: boolean; checks: { name: string; ok: boolean; detail: string }[] }>('GetHealth');
-          if (output === 'json') printJson(res);
-          else for (const c of res.checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${c.name}${c.detail ? ': ' + c.detail : ''}\n`);
-          if (!res.ready) process.exit(1);
-        } finally {
-          client.close();
+        let res: { ok: boolean; checks: { name: string; ok: boolean; detail: string }[] };
+        if (typeof flags['url'] === 'string') res = await probeHealth(flags['url'], 5_000);
+        else {
+          const client = connectAdmin(flags.socket, 5_000);
+          try {
+            const health = await client.call<{ ready: boolean; checks: { name: string; ok: boolean; detail: string }[] }>('GetHealth');
+            res = { ok: health.ready, checks: health.checks };
+          } finally {
+            client.close();
+          }
         }
+        if (output === 'json') printJson(res);
+        else for (const c of res.checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${c.name}${c.detail ? ': ' + c.detail : ''}\n`);
+        if (!res.ok) process.exit(1);
       }),
     );
   return cmd;
