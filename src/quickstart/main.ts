@@ -7,7 +7,7 @@ import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { runCli, waitFor } from './processes.js';
+import { ensureNativeAddon, runCli, waitFor } from './processes.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const { values: args } = parseArgs({
@@ -27,6 +27,7 @@ const children: ChildProcess[] = [];
 
 function start(side: 'server' | 'agent', argv: string[]): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', cliScript(side), 'run', ...argv, '--log-format', 'pretty', '--log-level', 'warn'], {
+    cwd: root,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   children.push(child);
@@ -53,9 +54,10 @@ function stop(code: number): void {
 process.on('SIGINT', () => stop(0));
 process.on('SIGTERM', () => stop(0));
 
-const server = (...argv: string[]) => runCli(cliScript('server'), [...argv, '--socket', adminSocket]);
+const server = (...argv: string[]) => runCli(cliScript('server'), [...argv, '--socket', adminSocket], root);
 
 async function main(): Promise<void> {
+  await ensureNativeAddon(root);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   start('server', ['--trust-domain', trustDomain, '--data-dir', join(dataDir, 'server'), '--socket', adminSocket, '--bind', serverAddress]);
   await waitFor(async () => (await server('healthcheck')).code === 0, 30_000, 'emblem-server to become ready');
@@ -70,7 +72,7 @@ async function main(): Promise<void> {
     agentArgs.push('--join-token', token.token);
   }
   start('agent', agentArgs);
-  const agentHealthy = async () => (await runCli(cliScript('agent'), ['healthcheck', '--socket', workloadSocket])).code === 0;
+  const agentHealthy = async () => (await runCli(cliScript('agent'), ['healthcheck', '--socket', workloadSocket], root)).code === 0;
   await waitFor(agentHealthy, 30_000, 'emblem-agent to become ready');
 
   const agents = JSON.parse((await server('agent', 'list', '--output', 'json')).stdout) as { agents: { id: string; banned: boolean }[] };

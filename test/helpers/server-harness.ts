@@ -228,7 +228,7 @@ export async function spawnServer(config: RawConfig = {}): Promise<ChildServer> 
     throw err;
   }
   const server: ChildServer = {
-    trustDomain: TEST_TD,
+    trustDomain: String(full.trustDomain),
     dir,
     dataDir,
     socket,
