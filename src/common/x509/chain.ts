@@ -3,7 +3,7 @@
 import { EmblemError } from '../errors.js';
 import { readTlv, TAG } from './der.js';
 
-/** Splits concatenated DER certificates; each must be one well-formed SEQUENCE TLV. */
+/** Splits concatenated DER certificates (views into `concat`); each must be one well-formed SEQUENCE TLV. */
 export function splitDerCertificates(concat: Buffer): Buffer[] {
   if (!Buffer.isBuffer(concat)) throw new EmblemError('invalid_argument', 'certificate chain must be a byte buffer');
   const out: Buffer[] = [];

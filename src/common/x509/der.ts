@@ -74,8 +74,6 @@ export const bitString = (bytes: Buffer, unusedBits = 0): Buffer => tlv(TAG.BIT_
 
 export const utf8String = (s: string): Buffer => tlv(TAG.UTF8_STRING, Buffer.from(s, 'utf8'));
 
-export const ia5String = (s: string): Buffer => tlv(TAG.IA5_STRING, Buffer.from(s, 'latin1'));
-
 export const printableString = (s: string): Buffer => tlv(TAG.PRINTABLE_STRING, Buffer.from(s, 'latin1'));
 
 /** INTEGER from the big-endian bytes of a non-negative number (leading zeros trimmed, 0x00 added if needed). */
@@ -290,14 +288,6 @@ export function readBitString(buf: Buffer, t: Tlv, what: string): BitStringValue
   if (unusedBits > 7 || (bytes.length === 0 && unusedBits !== 0)) throw malformed(`${what}: bad unused-bits count`);
   if (unusedBits && bytes[bytes.length - 1]! & ((1 << unusedBits) - 1)) throw malformed(`${what}: unused bits are not zero`);
   return { unusedBits, bytes };
-}
-
-/** Reads a value whose content must be ASCII (IA5String, PrintableString as used here). */
-export function readAscii(buf: Buffer, t: Tlv, what: string): string {
-  for (let i = t.valueStart; i < t.end; i++) {
-    if (buf[i]! > 0x7e || buf[i]! < 0x20) throw malformed(`${what}: non-printable or non-ASCII character`);
-  }
-  return buf.toString('latin1', t.valueStart, t.end);
 }
 
 function digits(s: string, from: number, n: number, what: string): number {

@@ -22,14 +22,63 @@ export function generateKeyPair(): KeyPair {
 /** Unencrypted PKCS#8 DER, the form the Workload API returns (x509_svid_key). */
 export function exportPkcs8Der(privateKey: KeyObject): Buffer {
   if (privateKey.type !== 'private') throw new EmblemError('invalid_argument', 'exportPkcs8Der needs a private key');
-  return privateKey.export({ format: 'der', type: 'pkcs8' });
+  return ecDer(privateKey, 'pkcs8') ?? privateKey.export({ format: 'der', type: 'pkcs8' });
 }
 
 /** SubjectPublicKeyInfo DER of a public key, or of the public half of a private key. */
 export function exportSpkiDer(key: KeyObject): Buffer {
-  const pub = key.type === 'private' ? createPublicKey(key) : key;
-  if (pub.type !== 'public') throw new EmblemError('invalid_argument', 'exportSpkiDer needs an asymmetric key');
-  return pub.export({ format: 'der', type: 'spki' });
+  if (key.type !== 'public' && key.type !== 'private') throw new EmblemError('invalid_argument', 'exportSpkiDer needs an asymmetric key');
+  const fast = ecDer(key, 'spki');
+  if (fast) return fast;
+  return (key.type === 'private' ? createPublicKey(key) : key).export({ format: 'der', type: 'spki' });
+}
+
+// EC keys (every SVID key) are exported by placing the raw key material from a JWK export into the
+// fixed DER layout OpenSSL itself produces (RFC 5480 SPKI; RFC 5208 PKCS#8 around an RFC 5915
+// ECPrivateKey with the public key and without the curve parameters, which the algorithm
+// identifier carries). OpenSSL 3's encoder framework makes a DER export cost 50-100 µs per key; the
+// JWK export costs about 6 µs. Tests check the output is byte-identical to KeyObject.export().
+interface EcLayout {
+  /** Coordinate and private scalar length in bytes. */
+  size: number;
+  /** SPKI up to the uncompressed point. */
+  spki: Buffer;
+  /** PKCS#8 up to the private scalar, and the bytes between the scalar and the uncompressed point. */
+  pkcs8: Buffer;
+  pkcs8Middle: Buffer;
+}
+
+const EC_LAYOUTS: Record<string, EcLayout> = {
+  'P-256': {
+    size: 32,
+    spki: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex'),
+    pkcs8: Buffer.from('308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420', 'hex'),
+    pkcs8Middle: Buffer.from('a144034200', 'hex'),
+  },
+  'P-384': {
+    size: 48,
+    spki: Buffer.from('3076301006072a8648ce3d020106052b81040022036200', 'hex'),
+    pkcs8: Buffer.from('3081b6020100301006072a8648ce3d020106052b8104002204819e30819b0201010430', 'hex'),
+    pkcs8Middle: Buffer.from('a164036200', 'hex'),
+  },
+};
+
+const UNCOMPRESSED_POINT = Buffer.from([4]);
+
+/** The DER of an EC P-256/P-384 key through its JWK, or undefined to use the generic export. */
+function ecDer(key: KeyObject, type: 'spki' | 'pkcs8'): Buffer | undefined {
+  if (key.asymmetricKeyType !== 'ec') return undefined;
+  const jwk = key.export({ format: 'jwk' });
+  const layout = jwk.crv !== undefined ? EC_LAYOUTS[jwk.crv] : undefined;
+  if (!layout || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') return undefined;
+  const x = Buffer.from(jwk.x, 'base64url');
+  const y = Buffer.from(jwk.y, 'base64url');
+  if (x.length !== layout.size || y.length !== layout.size) return undefined;
+  if (type === 'spki') return Buffer.concat([layout.spki, UNCOMPRESSED_POINT, x, y]);
+  if (typeof jwk.d !== 'string') return undefined;
+  const d = Buffer.from(jwk.d, 'base64url');
+  if (d.length !== layout.size) return undefined;
+  return Buffer.concat([layout.pkcs8, d, layout.pkcs8Middle, UNCOMPRESSED_POINT, x, y]);
 }
 
 export function importPkcs8Der(der: Buffer): KeyObject {

@@ -39,7 +39,7 @@ export function parseSpki(der: Buffer, what = 'public key'): SpkiInfo {
     const compressed = key.length === 1 + coord && (key[0] === 2 || key[0] === 3);
     if (!uncompressed && !compressed) throw new EmblemError('invalid_argument', `${what}: EC point has the wrong form or size`);
   } else if (algOid === OID.rsaEncryption) {
-    if (params && params.tag !== TAG.NULL) throw malformed(`${what}: RSA key parameters must be NULL`);
+    if (params && (params.tag !== TAG.NULL || params.end !== params.valueStart)) throw malformed(`${what}: RSA key parameters must be NULL`);
     checkRsaBits(rsaModulusBits(key, what));
     kind = 'rsa';
   } else if (algOid === OID.ed25519) {

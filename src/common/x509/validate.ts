@@ -90,13 +90,14 @@ function signedBy(child: Node, ca: Node): boolean {
   }
 }
 
-// Bundles are long-lived and shared between calls, so their parsed form is kept with the buffer.
+// Bundles are long-lived and shared between calls, so their parsed form is kept with the buffer
+// (with a private copy of the bytes, compared on every hit, in case the buffer is reused).
 const anchorCache = new WeakMap<Buffer, Node>();
 
 function loadAnchor(der: Buffer, label: string): Node {
   let node = anchorCache.get(der);
-  if (!node) {
-    node = load(der, label);
+  if (!node || !node.der.equals(der)) {
+    node = load(Buffer.from(der), label);
     anchorCache.set(der, node);
   }
   return { ...node, label };
@@ -121,7 +122,7 @@ const iso = (s: number): string => new Date(s * 1000).toISOString();
 
 function checkCommon(node: Node, nowSeconds: number): void {
   if (nowSeconds > node.p.notAfter) throw new X509SvidError('expired', `${node.label} expired at ${iso(node.p.notAfter)}`);
-  if (nowSeconds < node.p.notBefore) throw new X509SvidError('not_yet_valid', `${node.label} is not yet valid (until ${iso(node.p.notBefore)})`);
+  if (nowSeconds < node.p.notBefore) throw new X509SvidError('not_yet_valid', `${node.label} is not yet valid (valid from ${iso(node.p.notBefore)})`);
   if (node.p.unhandledCritical.length > 0) {
     throw new X509SvidError('unhandled_critical_extension', `${node.label} has unsupported critical extension ${node.p.unhandledCritical[0]}`);
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { sign } from 'node:crypto';
+import { createPublicKey, sign } from 'node:crypto';
 import { isEmblemError } from '../../../src/common/errors.js';
 import { createCsr, MAX_CSR_BYTES, parseCsr } from '../../../src/common/x509/csr.js';
 import { bitString, nullValue, oid, sequence, smallInteger, tlv } from '../../../src/common/x509/der.js';
@@ -91,6 +91,18 @@ describe('parseCsr with CSRs made by openssl', () => {
       const pubFromOpenssl = opensslBuffer(['pkey', '-in', `${tmp.dir}/${name}.key.pem`, '-pubout', '-outform', 'DER']);
       assert.deepEqual(parsed.spkiDer, pubFromOpenssl, name);
     }
+  });
+
+  it('accepts an EC key with a compressed point', () => {
+    const plain = `${tmp.dir}/c0.key.pem`;
+    const compressed = `${tmp.dir}/c.key.pem`;
+    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', plain]);
+    openssl(['ec', '-in', plain, '-conv_form', 'compressed', '-out', compressed]);
+    const csr = opensslBuffer(['req', '-new', '-key', compressed, '-subj', '/CN=x', '-outform', 'DER']);
+    const parsed = parseCsr(csr);
+    assert.equal(parsed.spkiDer.length, 59); // 33-byte point
+    const uncompressed = opensslBuffer(['pkey', '-in', plain, '-pubout', '-outform', 'DER']);
+    assert.ok(parsed.publicKey.equals(createPublicKey({ key: uncompressed, format: 'der', type: 'spki' })));
   });
 
   it('ignores subject and requested extensions', () => {

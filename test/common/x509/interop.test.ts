@@ -2,10 +2,10 @@
 // and @peculiar/x509.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { createPublicKey, ECDH, X509Certificate } from 'node:crypto';
 import * as px from '@peculiar/x509';
 import { readCertificate } from '../../../src/common/x509/cert-info.js';
-import { generateKeyPair } from '../../../src/common/x509/keys.js';
+import { exportSpkiDer, generateKeyPair } from '../../../src/common/x509/keys.js';
 import { mintX509Svid } from '../../../src/common/x509/leaf.js';
 import { makeIntermediate, makeRoot, openssl, p384KeyPair, rsaKeyPair, tempDir, toPem, ed25519KeyPair, HOUR } from './fixtures.js';
 
@@ -60,6 +60,16 @@ describe('interop: openssl accepts our certificates', () => {
         assert.equal(r.ok, true, `${name}: ${r.out}`);
       }
     }
+  });
+
+  it('verifies a leaf whose public key is a compressed EC point (SPKI DER input)', () => {
+    const root = makeRoot();
+    const spki = exportSpkiDer(generateKeyPair().publicKey);
+    const point = ECDH.convertKey(spki.subarray(-65), 'prime256v1', undefined, undefined, 'compressed') as Buffer;
+    const compressed = Buffer.concat([Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex'), point]);
+    const leaf = mintX509Svid(root.issuer, { spiffeId: ID, publicKey: compressed, ttlSeconds: HOUR });
+    assert.equal(opensslVerify(tmp.file('c-root.pem', toPem(root.der)), tmp.file('c-leaf.pem', toPem(leaf.der))).ok, true);
+    assert.ok(new X509Certificate(leaf.der).publicKey.equals(createPublicKey({ key: spki, format: 'der', type: 'spki' })));
   });
 
   it('`openssl x509 -text` shows the profile', () => {
