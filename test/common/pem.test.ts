@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { X509Certificate, generateKeyPairSync, webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { isEmblemError } from '../../src/common/errors.js';
 import {
   certificatesToPem,
@@ -13,16 +12,7 @@ import {
   parsePemPrivateKey,
   privateKeyToPem,
 } from '../../src/common/pem.js';
-
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-type CaKeys = Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[0]['keys'];
-
-async function makeCaDer(cn: string): Promise<Buffer> {
-  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as unknown as CaKeys;
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({ serialNumber: '01', name: `CN=${cn}`, keys, signingAlgorithm: alg });
-  return Buffer.from(cert.rawData);
-}
+import { makeCaDer } from './x509/fixtures.js';
 
 const invalid = (fn: () => unknown, match: RegExp): void => {
   assert.throws(fn, (err: unknown) => {

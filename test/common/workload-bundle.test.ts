@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, webcrypto } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as x509 from '@peculiar/x509';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { encodeSpiffeBundle } from '../../src/common/bundle-json.js';
 import { isEmblemError } from '../../src/common/errors.js';
@@ -17,16 +16,7 @@ import {
   parseX509BundleBytes,
   x509BundleBytes,
 } from '../../src/common/workload-bundle.js';
-
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-type CaKeys = Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[0]['keys'];
-
-async function makeCaDer(cn: string): Promise<Buffer> {
-  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as unknown as CaKeys;
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({ serialNumber: '01', name: `CN=${cn}`, keys, signingAlgorithm: alg });
-  return Buffer.from(cert.rawData);
-}
+import { makeCaDer } from './x509/fixtures.js';
 
 const invalid = (fn: () => unknown, match: RegExp): void => {
   assert.throws(fn, (err: unknown) => {

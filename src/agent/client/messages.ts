@@ -2,29 +2,14 @@
 // @grpc/proto-loader (snake_case fields, int64 as number, bytes as Buffer, enums as strings,
 // defaults filled, and the name of the set oneof member in a virtual field), plus the conversion of
 // a wire Entry to the agent's AgentEntry.
+import type { EntryProto, SelectorProto } from '../../common/api/entry-message.js';
 import type { AgentEntry } from '../cache/types.js';
 
-export interface SelectorMsg {
-  type: string;
-  value: string;
-}
+/** emblem.server.v1.Selector on the wire. */
+export type SelectorMsg = SelectorProto;
 
-export interface EntryMsg {
-  id: string;
-  spiffe_id: string;
-  parent_id: string;
-  selectors: SelectorMsg[];
-  x509_svid_ttl: number;
-  jwt_svid_ttl: number;
-  dns_names: string[];
-  federates_with: string[];
-  admin: boolean;
-  downstream: boolean;
-  hint: string;
-  expires_at: number;
-  created_at: number;
-  revision: number;
-}
+/** emblem.server.v1.Entry on the wire. */
+export type EntryMsg = EntryProto;
 
 export interface StatusMsg {
   code: number;

@@ -1,26 +1,10 @@
 // Registration entries between the datastore record (camelCase) and the wire shape of
 // emblem.server.v1.Entry as @grpc/proto-loader hands it over (snake_case, int64 as numbers).
 // Shared by the Node service (push sync) and the Admin service.
+import type { EntryProto } from '../../common/api/entry-message.js';
 import type { EntryRecord, NewEntry } from '../datastore/types.js';
-import type { Selector } from '../../common/selectors.js';
 
-/** emblem.server.v1.Entry (types.proto), field names exactly as in the proto. */
-export interface EntryProto {
-  id: string;
-  spiffe_id: string;
-  parent_id: string;
-  selectors: Selector[];
-  x509_svid_ttl: number;
-  jwt_svid_ttl: number;
-  dns_names: string[];
-  federates_with: string[];
-  admin: boolean;
-  downstream: boolean;
-  hint: string;
-  expires_at: number;
-  created_at: number;
-  revision: number;
-}
+export type { EntryProto };
 
 export function entryToProto(entry: EntryRecord): EntryProto {
   return {

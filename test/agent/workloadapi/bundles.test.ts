@@ -14,12 +14,11 @@ import {
   makePki,
   md,
   open,
+  sleep,
   startHarness,
   type Harness,
   type Pki,
 } from './fixtures.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('Workload API FetchX509Bundles and FetchJWTBundles', () => {
   let pki: Pki;

@@ -242,12 +242,14 @@ export function collect<T>(
   });
 }
 
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 /** Waits until the predicate holds (polling), or fails after `ms`. */
 export async function eventually(pred: () => boolean, ms = 3000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + ms;
   while (!pred()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5);
   }
 }
 

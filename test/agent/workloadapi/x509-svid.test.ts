@@ -15,13 +15,13 @@ import {
   md,
   mintIdentity,
   open,
+  sleep,
   startHarness,
   type Harness,
   type Pki,
 } from './fixtures.js';
 
 const WEB = ['unix:uid:1000', 'unix:gid:0'];
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('Workload API FetchX509SVID', () => {
   let pki: Pki;

@@ -140,6 +140,14 @@ export async function oddCert(o: OddCertOptions = {}): Promise<{ der: Buffer; ke
   return { der: Buffer.from(cert.rawData), keys };
 }
 
+/** A self-signed P-256 certificate `CN=<cn>` made with @peculiar/x509 alone (no SPIFFE ID), as DER. */
+export async function makeCaDer(cn: string): Promise<Buffer> {
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const cert = await px.X509CertificateGenerator.createSelfSigned({ serialNumber: '01', name: `CN=${cn}`, keys, signingAlgorithm: alg });
+  return Buffer.from(cert.rawData);
+}
+
 /** Byte-flips a copy of `der` at `offset` (negative counts from the end). */
 export function flipByte(der: Buffer, offset: number): Buffer {
   const copy = Buffer.from(der);

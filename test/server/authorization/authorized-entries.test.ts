@@ -12,49 +12,16 @@ import {
 import { openDatastore } from '../../../src/server/datastore/open.js';
 import type { AgentRecord, Datastore, NewEntry } from '../../../src/server/datastore/types.js';
 import { createStateMirror, type StateMirror } from '../../../src/server/sync/state-mirror.js';
+import { agentRecord, idInTd as id, joinTokenAgentId, newEntryRecord, sel, SERVER_ID as SERVER, TD } from '../../helpers/records.js';
 
-const TD = 'example.org';
-const SERVER = `spiffe://${TD}/emblem/server`;
-const A = `spiffe://${TD}/emblem/agent/join_token/a`;
-const B = `spiffe://${TD}/emblem/agent/join_token/b`;
-const id = (p: string): string => `spiffe://${TD}/${p}`;
-const sel = (...keys: string[]): Selector[] =>
-  keys.map((k) => ({ type: k.slice(0, k.indexOf(':')), value: k.slice(k.indexOf(':') + 1) }));
+const A = joinTokenAgentId('a');
+const B = joinTokenAgentId('b');
 
 let seq = 0;
-function entry(entryId: string, parentId: string, spiffeId: string, fields: Partial<NewEntry> = {}): NewEntry {
-  return {
-    id: entryId,
-    spiffeId,
-    parentId,
-    selectors: sel(`unix:uid:${seq++}`),
-    x509SvidTtl: 0,
-    jwtSvidTtl: 0,
-    dnsNames: [],
-    federatesWith: [],
-    admin: false,
-    downstream: false,
-    hint: '',
-    expiresAt: 0,
-    createdAt: 0,
-    ...fields,
-  };
-}
-
-function agent(agentId: string, selectors: Selector[], fields: Partial<AgentRecord> = {}): AgentRecord {
-  return {
-    id: agentId,
-    attestationType: 'join_token',
-    selectors,
-    svidSerial: '01',
-    svidExpiresAt: 2_000_000_000,
-    banned: false,
-    lastSeen: 0,
-    createdAt: 1,
-    canReattest: false,
-    ...fields,
-  };
-}
+const entry = (entryId: string, parentId: string, spiffeId: string, fields: Partial<NewEntry> = {}): NewEntry =>
+  newEntryRecord(entryId, { spiffeId, parentId, selectors: sel(`unix:uid:${seq++}`), ...fields });
+const agent = (agentId: string, selectors: Selector[], fields: Partial<AgentRecord> = {}): AgentRecord =>
+  agentRecord(agentId, { selectors, ...fields });
 
 /** Deterministic PRNG (mulberry32) so a failing random sequence can be replayed. */
 function prng(seed: number): () => number {

@@ -1,4 +1,4 @@
-// Records for the datastore conformance suite.
+// Records for the datastore conformance suite (entries and agents built on test/helpers/records.ts).
 import { randomBytes } from 'node:crypto';
 import type { TrustBundle } from '../../../src/common/trust-bundle.js';
 import type {
@@ -11,12 +11,12 @@ import type {
 } from '../../../src/server/datastore/types.js';
 import { EmblemError, type ErrorCode } from '../../../src/common/errors.js';
 import assert from 'node:assert/strict';
+import { agentRecord, newEntryRecord, TD } from '../../helpers/records.js';
 
-export const TD = 'example.org';
+export { TD };
 
 export function newEntry(n: number, overrides: Partial<NewEntry> = {}): NewEntry {
-  return {
-    id: `entry-${String(n).padStart(6, '0')}`,
+  return newEntryRecord(`entry-${String(n).padStart(6, '0')}`, {
     spiffeId: `spiffe://${TD}/workload/${n}`,
     parentId: `spiffe://${TD}/spire/agent/join_token/node-${n % 7}`,
     selectors: [
@@ -28,27 +28,21 @@ export function newEntry(n: number, overrides: Partial<NewEntry> = {}): NewEntry
     dnsNames: [`w${n}.example.org`],
     federatesWith: ['other.org'],
     admin: n % 2 === 0,
-    downstream: false,
     hint: `hint-${n}`,
-    expiresAt: 0,
     createdAt: 1_700_000_000 + n,
     ...overrides,
-  };
+  });
 }
 
 export function agent(n: number, overrides: Partial<AgentRecord> = {}): AgentRecord {
-  return {
-    id: `spiffe://${TD}/spire/agent/join_token/node-${String(n).padStart(4, '0')}`,
-    attestationType: 'join_token',
+  return agentRecord(`spiffe://${TD}/spire/agent/join_token/node-${String(n).padStart(4, '0')}`, {
     selectors: [{ type: 'join_token', value: `node-${n}` }],
     svidSerial: randomBytes(16).toString('hex'),
     svidExpiresAt: 1_800_000_000,
-    banned: false,
     lastSeen: 1_700_000_000,
     createdAt: 1_700_000_000,
-    canReattest: false,
     ...overrides,
-  };
+  });
 }
 
 export function bundle(trustDomain: string, sequence = 1): TrustBundle {

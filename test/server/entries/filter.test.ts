@@ -9,31 +9,13 @@ import { openDatastore } from '../../../src/server/datastore/open.js';
 import type { Datastore, EntryRecord, NewEntry } from '../../../src/server/datastore/types.js';
 import { countEntries, listEntries, matchesFilter } from '../../../src/server/entries/filter.js';
 import { createStateMirror, type StateMirror } from '../../../src/server/sync/state-mirror.js';
+import { joinTokenAgentId, newEntryRecord, sel, TD } from '../../helpers/records.js';
 
-const TD = 'example.org';
-const P1 = `spiffe://${TD}/emblem/agent/join_token/p1`;
-const P2 = `spiffe://${TD}/emblem/agent/join_token/p2`;
-const sel = (...keys: string[]): Selector[] =>
-  keys.map((k) => ({ type: k.slice(0, k.indexOf(':')), value: k.slice(k.indexOf(':') + 1) }));
+const P1 = joinTokenAgentId('p1');
+const P2 = joinTokenAgentId('p2');
 
-function entry(id: string, selectors: Selector[], fields: Partial<NewEntry> = {}): NewEntry {
-  return {
-    id,
-    spiffeId: `spiffe://${TD}/w/${id}`,
-    parentId: P1,
-    selectors,
-    x509SvidTtl: 0,
-    jwtSvidTtl: 0,
-    dnsNames: [],
-    federatesWith: [],
-    admin: false,
-    downstream: false,
-    hint: '',
-    expiresAt: 0,
-    createdAt: 0,
-    ...fields,
-  };
-}
+const entry = (id: string, selectors: Selector[], fields: Partial<NewEntry> = {}): NewEntry =>
+  newEntryRecord(id, { parentId: P1, selectors, ...fields });
 
 describe('entry filters', () => {
   const record = (selectors: Selector[]): EntryRecord => ({ ...entry('x', selectors), revision: 1 });

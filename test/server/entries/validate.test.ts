@@ -9,6 +9,7 @@ import {
   type EntryInput,
   type EntryValidationContext,
 } from '../../../src/server/entries/validate.js';
+import { entryDefaults } from '../../helpers/records.js';
 
 const NOW = 1_800_000_000;
 const ctx: EntryValidationContext = { trustDomain: 'example.org', knownFederatedTrustDomains: new Set(['partner.org']), now: NOW };
@@ -43,15 +44,7 @@ describe('entry validation', () => {
       spiffeId: 'spiffe://example.org/ns/web',
       parentId: 'spiffe://example.org/emblem/agent/join_token/n1',
       selectors: [{ type: 'unix', value: 'uid:1000' }],
-      x509SvidTtl: 0,
-      jwtSvidTtl: 0,
-      dnsNames: [],
-      federatesWith: [],
-      admin: false,
-      downstream: false,
-      hint: '',
-      expiresAt: 0,
-      createdAt: 0,
+      ...entryDefaults(),
     });
     assert.notEqual(accepts({}).id, e.id);
   });

@@ -1,70 +1,34 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { encodeSpiffeBundle } from '../../../src/common/bundle-json.js';
 import { silentLogger } from '../../../src/common/logger.js';
 import type { Selector } from '../../../src/common/selectors.js';
-import type { TrustBundle } from '../../../src/common/trust-bundle.js';
 import { createEntryAuthorizer, type EntryAuthorizer } from '../../../src/server/authorization/authorized-entries.js';
 import { openDatastore } from '../../../src/server/datastore/open.js';
 import type { AgentRecord, Datastore, NewEntry } from '../../../src/server/datastore/types.js';
 import { openAgentFeed, type AgentFeed, type SyncEntriesUpdateMessage } from '../../../src/server/sync/agent-feed.js';
 import { createStateMirror, type StateMirror } from '../../../src/server/sync/state-mirror.js';
+import {
+  agentRecord,
+  idInTd as id,
+  joinTokenAgentId,
+  jwtOnlyBundle as jwtBundle,
+  newEntryRecord,
+  sel,
+  SERVER_ID as SERVER,
+  TD,
+} from '../../helpers/records.js';
 
-const TD = 'example.org';
-const SERVER = `spiffe://${TD}/emblem/server`;
-const A = `spiffe://${TD}/emblem/agent/join_token/a`;
-const B = `spiffe://${TD}/emblem/agent/join_token/b`;
-const id = (p: string): string => `spiffe://${TD}/${p}`;
-const sel = (...keys: string[]): Selector[] =>
-  keys.map((k) => ({ type: k.slice(0, k.indexOf(':')), value: k.slice(k.indexOf(':') + 1) }));
+const A = joinTokenAgentId('a');
+const B = joinTokenAgentId('b');
 
 let seq = 0;
-function entry(entryId: string, parentId: string, fields: Partial<NewEntry> = {}): NewEntry {
-  return {
-    id: entryId,
-    spiffeId: id(`w/${entryId}`),
-    parentId,
-    selectors: sel(`unix:uid:${seq++}`),
-    x509SvidTtl: 0,
-    jwtSvidTtl: 0,
-    dnsNames: [],
-    federatesWith: [],
-    admin: false,
-    downstream: false,
-    hint: '',
-    expiresAt: 0,
-    createdAt: 0,
-    ...fields,
-  };
-}
-
-function agent(agentId: string, selectors: Selector[], fields: Partial<AgentRecord> = {}): AgentRecord {
-  return {
-    id: agentId,
-    attestationType: 'join_token',
-    selectors,
-    svidSerial: '01',
-    svidExpiresAt: 2_000_000_000,
-    banned: false,
-    lastSeen: 0,
-    createdAt: 1,
-    canReattest: false,
-    ...fields,
-  };
-}
-
-function jwtBundle(trustDomain: string, sequence: number): TrustBundle {
-  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return {
-    trustDomain,
-    x509Authorities: [],
-    jwtAuthorities: [{ kid: `k${sequence}`, publicKey: publicKey.export({ format: 'jwk' }) }],
-    sequence,
-  };
-}
+const entry = (entryId: string, parentId: string, fields: Partial<NewEntry> = {}): NewEntry =>
+  newEntryRecord(entryId, { parentId, selectors: sel(`unix:uid:${seq++}`), ...fields });
+const agent = (agentId: string, selectors: Selector[], fields: Partial<AgentRecord> = {}): AgentRecord =>
+  agentRecord(agentId, { selectors, ...fields });
 
 const entryIds = (u: SyncEntriesUpdateMessage): string[] => u.entries.map((e) => e.id).sort();
 

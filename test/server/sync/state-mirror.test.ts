@@ -1,56 +1,23 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { silentLogger } from '../../../src/common/logger.js';
-import type { TrustBundle } from '../../../src/common/trust-bundle.js';
 import { openDatastore } from '../../../src/server/datastore/open.js';
-import type { AgentRecord, Datastore, NewEntry } from '../../../src/server/datastore/types.js';
+import type { AgentRecord, Datastore } from '../../../src/server/datastore/types.js';
 import { createStateMirror, type StateMirror } from '../../../src/server/sync/state-mirror.js';
+import {
+  agentRecord,
+  joinTokenAgentId,
+  jwtOnlyBundle as jwtBundle,
+  newEntryRecord as entry,
+  SERVER_ID as SERVER,
+  TD,
+} from '../../helpers/records.js';
 
-const TD = 'example.org';
-const SERVER = `spiffe://${TD}/emblem/server`;
-const agentId = (n: number): string => `spiffe://${TD}/emblem/agent/join_token/n${n}`;
-
-function entry(id: string, fields: Partial<NewEntry> = {}): NewEntry {
-  return {
-    id,
-    spiffeId: `spiffe://${TD}/w/${id}`,
-    parentId: agentId(1),
-    selectors: [{ type: 'unix', value: `uid:${id}` }],
-    x509SvidTtl: 0,
-    jwtSvidTtl: 0,
-    dnsNames: [],
-    federatesWith: [],
-    admin: false,
-    downstream: false,
-    hint: '',
-    expiresAt: 0,
-    createdAt: 0,
-    ...fields,
-  };
-}
-
-function agent(n: number, fields: Partial<AgentRecord> = {}): AgentRecord {
-  return {
-    id: agentId(n),
-    attestationType: 'join_token',
-    selectors: [{ type: 'join_token', value: `t${n}` }],
-    svidSerial: '01',
-    svidExpiresAt: 2_000_000_000,
-    banned: false,
-    lastSeen: 0,
-    createdAt: 1,
-    canReattest: false,
-    ...fields,
-  };
-}
-
-function jwtBundle(trustDomain: string, sequence: number): TrustBundle {
-  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return { trustDomain, x509Authorities: [], jwtAuthorities: [{ kid: `k${sequence}`, publicKey: publicKey.export({ format: 'jwk' }) }], sequence };
-}
+const agentId = (n: number): string => joinTokenAgentId(`n${n}`);
+const agent = (n: number, fields: Partial<AgentRecord> = {}): AgentRecord =>
+  agentRecord(agentId(n), { selectors: [{ type: 'join_token', value: `t${n}` }], ...fields });
 
 /** The mirror's entries as sorted "id@revision:parent" strings, for exact comparison with the store. */
 function mirrorEntries(m: StateMirror): string[] {
