@@ -4,6 +4,7 @@
 // a wire Entry to the agent's AgentEntry.
 import type { EntryProto, SelectorProto } from '../../common/api/entry-message.js';
 import type { AgentEntry } from '../cache/types.js';
+import type { AgentStateName, SyncEntriesUpdateMessage } from '../../common/api/sync-message.js';
 
 /** emblem.server.v1.Selector on the wire. */
 export type SelectorMsg = SelectorProto;
@@ -60,19 +61,9 @@ export interface SyncEntriesRequestMsg {
   known_entries: EntryRevisionMsg[];
 }
 
-export type AgentStateName = 'AGENT_STATE_OK' | 'AGENT_STATE_BANNED' | 'AGENT_STATE_EVICTED';
-
-export interface SyncEntriesUpdateMsg {
-  revision: number;
-  full: boolean;
-  entries: EntryMsg[];
-  deleted_entry_ids: string[];
-  bundle: Buffer;
-  federated_bundles: Record<string, Buffer>;
-  federated_changed: boolean;
-  tainted_authority_ids: string[];
-  agent_state: AgentStateName;
-}
+/** The server's SyncEntriesUpdate; one definition shared with the server's agent feed. */
+export type { AgentStateName };
+export type SyncEntriesUpdateMsg = SyncEntriesUpdateMessage;
 
 // --- BatchNewX509SVID / NewJWTSVID ---------------------------------------------------------
 

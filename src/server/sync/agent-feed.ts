@@ -12,20 +12,9 @@ import type { AuthorizationChange, EntryAuthorizer } from '../authorization/auth
 import type { AuthorityRecord, EntryRecord } from '../datastore/types.js';
 import { entryToProto, type EntryProto } from '../entries/convert.js';
 import type { StateMirror } from './state-mirror.js';
+import type { AgentStateName, SyncEntriesUpdateMessage } from '../../common/api/sync-message.js';
 
-export type AgentStateName = 'AGENT_STATE_OK' | 'AGENT_STATE_BANNED' | 'AGENT_STATE_EVICTED';
-
-export interface SyncEntriesUpdateMessage {
-  revision: number;
-  full: boolean;
-  entries: EntryProto[];
-  deleted_entry_ids: string[];
-  bundle: Buffer;
-  federated_bundles: Record<string, Buffer>;
-  federated_changed: boolean;
-  tainted_authority_ids: string[];
-  agent_state: AgentStateName;
-}
+export type { AgentStateName, SyncEntriesUpdateMessage };
 
 export interface AgentFeedRequest {
   agentId: string;
