@@ -1,8 +1,8 @@
 // `emblem-agent api fetch x509|jwt`, `api validate jwt`, `api watch`: Workload API clients for
 // operators and scripts (the same calls any SPIFFE library makes).
 import { Command } from 'commander';
-import { X509Certificate } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { action, collect, parseOutputFormat, printJson, printRecords } from '../../common/cli/output.js';
 import { parseDurationSeconds } from '../../common/duration.js';
@@ -62,13 +62,25 @@ function printX509(res: X509SvidResponseMsg, output: 'pretty' | 'json'): void {
   );
 }
 
-/** Writes svid.N.pem (chain), svid.N.key (0600), bundle.N.pem and federated_bundle.N.M.pem, like SPIRE. */
+/**
+ * Writes svid.N.pem (chain), svid.N.key (0600), bundle.N.pem and federated_bundle.N.M.pem, like SPIRE.
+ * Each file is a new file renamed into place: an existing file (say a 0644 key, or a symlink) is
+ * replaced, never written through, so the key is 0600 whatever was there and whatever the umask.
+ */
 function writeX509(res: X509SvidResponseMsg, dir: string): string[] {
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
   const written: string[] = [];
   const write = (name: string, data: string, mode = 0o644) => {
     const path = join(dir, name);
-    writeFileSync(path, data, { mode });
+    const temp = join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+    writeFileSync(temp, data, { mode, flag: 'wx' });
+    try {
+      chmodSync(temp, mode); // the umask may have narrowed a certificate's 0644; never widens a key
+      renameSync(temp, path);
+    } catch (err) {
+      rmSync(temp, { force: true });
+      throw err;
+    }
     written.push(path);
   };
   res.svids.forEach((svid, i) => {

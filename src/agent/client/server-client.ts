@@ -6,7 +6,7 @@
 //
 // Trust anchors: the bootstrap trust bundle (--trust-bundle) until the first bundle arrives from the
 // server, then the latest bundle received. --insecure-bootstrap applies only while neither exists.
-import type { ChannelOptions, Client, ClientDuplexStream, ClientReadableStream, ServiceError } from '@grpc/grpc-js';
+import { connectivityState, type ChannelInterface, type ChannelOptions, type Client, type ClientDuplexStream, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { EmblemError, failedPrecondition } from '../../common/errors.js';
 import { nodeService } from '../../common/grpc/proto.js';
 import { fromGrpcError } from '../../common/grpc/status.js';
@@ -39,8 +39,11 @@ export const CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.keepalive_permit_without_calls': 1,
   // A full sync of a large entry set can exceed gRPC's 4 MiB default.
   'grpc.max_receive_message_length': 256 * 1024 * 1024,
+  // While the server is unreachable the channel retries a TCP connect about twice a second (cheap
+  // for both sides), so an agent is back within ~0.6 s of the server returning. RPC and stream
+  // retries keep their own, longer backoff; onReconnected() lets them skip it.
   'grpc.initial_reconnect_backoff_ms': 500,
-  'grpc.max_reconnect_backoff_ms': 10_000,
+  'grpc.max_reconnect_backoff_ms': 500,
 };
 
 export type AttestStream = ClientDuplexStream<AttestAgentRequestMsg, AttestAgentResponseMsg>;
@@ -77,6 +80,8 @@ export class ServerClient implements AttestTransport {
   private identity: ClientTlsIdentity | undefined;
   private stub: NodeStub | undefined;
   private readonly listeners = new Set<() => void>();
+  private readonly reconnectWaiters = new Set<() => void>();
+  private watchedChannel: ChannelInterface | undefined;
   private closed = false;
 
   constructor(private readonly opts: ServerClientOptions) {
@@ -125,6 +130,24 @@ export class ServerClient implements AttestTransport {
     this.listeners.add(listener);
     return () => {
       this.listeners.delete(listener);
+    };
+  }
+
+  /**
+   * Calls `listener` once, the next time the channel becomes connected after not being connected
+   * (the server is back). A channel that is connected now does not call it: a failure on a live
+   * connection came from the server, which deserves the caller's backoff. Returns a cancel function.
+   */
+  onReconnected(listener: () => void): () => void {
+    this.reconnectWaiters.add(listener);
+    this.watchConnection();
+    try {
+      this.stub?.getChannel().getConnectivityState(true); // an idle channel starts connecting
+    } catch {
+      // closed channel: rebuild() or close() already took over
+    }
+    return () => {
+      this.reconnectWaiters.delete(listener);
     };
   }
 
@@ -181,6 +204,33 @@ export class ServerClient implements AttestTransport {
     this.stub?.close();
     this.stub = undefined;
     this.listeners.clear();
+    this.reconnectWaiters.clear();
+  }
+
+  /** One connectivity watcher per channel, for as long as the channel lives. */
+  private watchConnection(): void {
+    const channel = this.stub?.getChannel();
+    if (!channel || this.watchedChannel === channel) return;
+    this.watchedChannel = channel;
+    let last: connectivityState | undefined;
+    const step = (): void => {
+      if (this.watchedChannel !== channel) return;
+      try {
+        const state = channel.getConnectivityState(this.reconnectWaiters.size > 0);
+        if (state === connectivityState.SHUTDOWN) throw new Error('channel shut down');
+        const reconnected = state === connectivityState.READY && last !== undefined && last !== connectivityState.READY;
+        last = state;
+        if (reconnected && this.reconnectWaiters.size > 0) {
+          const waiters = [...this.reconnectWaiters];
+          this.reconnectWaiters.clear();
+          for (const waiter of waiters) waiter();
+        }
+        channel.watchConnectivityState(state, Infinity, step);
+      } catch {
+        if (this.watchedChannel === channel) this.watchedChannel = undefined;
+      }
+    };
+    step();
   }
 
   private trust(): ServerTrust {
@@ -201,6 +251,7 @@ export class ServerClient implements AttestTransport {
     if (trust.kind === 'insecure') return; // mTLS RPCs always verify the server
     const old = this.stub;
     this.stub = this.newStub(trust, this.identity);
+    if (this.reconnectWaiters.size > 0) this.watchConnection();
     for (const listener of [...this.listeners]) {
       try {
         listener();

@@ -5,7 +5,8 @@
 // - Each SVID is renewed at half its lifetime ±10%, through one scheduler (one timer in all).
 // - SVIDs signed by a tainted authority are re-keyed at once.
 // - A per-entry refusal (e.g. the entry is no longer authorised) is logged and dropped, and tried
-//   again later only if the entry is still there; an RPC failure retries the batch with backoff.
+//   again later only if the entry is still there; an RPC failure retries the batch with backoff,
+//   cut short by the next sync update (the server is back).
 import type { KeyObject } from 'node:crypto';
 import { errorMessage } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
@@ -105,6 +106,13 @@ export class SvidMinter {
    * (it comes with every update), so only authorities not seen before trigger a re-key.
    */
   handleSync(result: CacheSyncResult, taintedAuthorityIds: readonly string[] = []): void {
+    // An update just came from the server, so it is reachable again: retry a failed batch now
+    // rather than at the end of its backoff (SVIDs may have expired during the outage).
+    if (this.retryTimer) {
+      this.retryTimer.cancel();
+      this.retryTimer = undefined;
+      this.kick();
+    }
     for (const id of result.removedIds) this.forget(id);
     const toMint = result.changed.filter((e) => this.mintedRevision.get(e.id) !== e.revision || !this.cache.x509Identity(e.id)).map((e) => e.id);
     this.mint(toMint);

@@ -2,9 +2,10 @@
 // and the (id, revision) of every cached entry, so the server answers with an exact delta. Each
 // update is persisted (one atomic batch), then applied to the cache (one notification), then handed
 // to the SVID minter. A broken stream is reopened with capped exponential backoff and jitter
-// (100 ms doubling to 30 s; reset once a stream delivered an update); meanwhile the cache keeps
-// serving. BANNED / EVICTED (in an update or as PERMISSION_DENIED) ends everything: the cache and the
-// store are wiped and onTerminated is called.
+// (100 ms doubling to 30 s; reset once a stream delivered an update), or at once when the transport
+// reports that its connection to the server is back; meanwhile the cache keeps serving.
+// BANNED / EVICTED (in an update or as PERMISSION_DENIED) ends everything: the cache and the store
+// are wiped and onTerminated is called.
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { EmblemError, errorMessage } from '../../common/errors.js';
 import { decodeSpiffeBundle } from '../../common/bundle-json.js';
@@ -23,6 +24,8 @@ export interface SyncTransport {
   /** The latest own bundle: the server is authenticated against it from now on. */
   setBundle(bundle: TrustBundle): void;
   onChannelChange(listener: () => void): () => void;
+  /** Optional: calls `listener` once, when the connection to the server comes back; returns a cancel function. */
+  onReconnected?(listener: () => void): () => void;
 }
 
 export interface AppliedUpdate {
@@ -55,6 +58,7 @@ export class SyncClient {
   private revision: number;
   private stream: ClientReadableStream<SyncEntriesUpdateMsg> | undefined;
   private reconnectTimer: TimerHandle | undefined;
+  private cancelReconnectWait: (() => void) | undefined;
   private attempt = 0;
   private started = false;
   private stopped = false;
@@ -95,8 +99,7 @@ export class SyncClient {
   restart(): void {
     if (!this.started || this.stopped) return;
     this.closeStream();
-    this.reconnectTimer?.cancel();
-    this.reconnectTimer = undefined;
+    this.cancelReconnect();
     this.attempt = 0;
     this.open();
   }
@@ -104,9 +107,15 @@ export class SyncClient {
   stop(): void {
     this.stopped = true;
     this.unsubscribe?.();
+    this.cancelReconnect();
+    this.closeStream();
+  }
+
+  private cancelReconnect(): void {
     this.reconnectTimer?.cancel();
     this.reconnectTimer = undefined;
-    this.closeStream();
+    this.cancelReconnectWait?.();
+    this.cancelReconnectWait = undefined;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -183,10 +192,15 @@ export class SyncClient {
     this.healthy = false;
     const delay = backoffDelayMs(this.attempt++, this.backoff.initialMs, this.backoff.maxMs, this.random);
     this.log.warn({ reason: errorMessage(err), retryInMs: Math.round(delay) }, 'sync stream down; the cache keeps serving');
-    this.reconnectTimer = this.clock.setTimer(() => {
-      this.reconnectTimer = undefined;
+    const reconnect = (): void => {
+      this.cancelReconnect();
       this.open();
-    }, delay);
+    };
+    this.reconnectTimer = this.clock.setTimer(reconnect, delay);
+    // The server coming back ends the wait early: the backoff is for a server that answers badly.
+    this.cancelReconnectWait = this.opts.transport.onReconnected?.(() => {
+      if (this.reconnectTimer) reconnect();
+    });
   }
 
   private async apply(update: SyncEntriesUpdateMsg): Promise<void> {

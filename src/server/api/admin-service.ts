@@ -169,21 +169,25 @@ export function addAdminService(server: Server, deps: AdminServiceDeps): void {
       if (req.kind !== 'x509' && req.kind !== 'jwt') throw invalidArgument('authority kind must be x509 or jwt');
       const a = await deps.authorities.prepare(req.kind);
       audit('authority.prepare', { authorityId: a.id, kind: a.kind });
+      await caughtUp(); // GetBundle and the agents' feeds (both read the mirror) show it on return
       return authorityToProto(a);
     }),
     ActivateAuthority: guard.unary(async (req: { id: string }) => {
       const a = await deps.authorities.activate(req.id);
       audit('authority.activate', { authorityId: a.id });
+      await caughtUp();
       return authorityToProto(a);
     }),
     TaintAuthority: guard.unary(async (req: { id: string }) => {
       const a = await deps.authorities.taint(req.id);
       audit('authority.taint', { authorityId: a.id });
+      await caughtUp();
       return authorityToProto(a);
     }),
     RevokeAuthority: guard.unary(async (req: { id: string }) => {
       const a = await deps.authorities.revoke(req.id);
       audit('authority.revoke', { authorityId: a.id });
+      await caughtUp();
       return authorityToProto(a);
     }),
 

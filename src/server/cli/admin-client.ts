@@ -13,6 +13,9 @@ export interface AdminClient {
   close(): void;
 }
 
+/** A status the server sent carries its response headers; a failure to reach it carries none. */
+const answeredByServer = (err: unknown): boolean => ((err as { metadata?: Metadata }).metadata?.get('content-type').length ?? 0) > 0;
+
 export function connectAdmin(socketPath: string, timeoutMs = 30_000): AdminClient {
   const Ctor = adminService();
   const client: Client = new Ctor(`unix://${socketPath}`, credentials.createInsecure());
@@ -23,7 +26,7 @@ export function connectAdmin(socketPath: string, timeoutMs = 30_000): AdminClien
       fn.call(client, request, new Metadata(), { deadline: Date.now() + timeoutMs }, (err: unknown, res: unknown) => {
         if (err) {
           const e = fromGrpcError(err);
-          if (e.code === 'unavailable') e.message = `cannot reach emblem-server on ${socketPath}: ${e.message}`;
+          if (e.code === 'unavailable' && !answeredByServer(err)) e.message = `cannot reach emblem-server on ${socketPath}: ${e.message}`;
           reject(e);
         } else resolve(res as never);
       });

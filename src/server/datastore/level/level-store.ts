@@ -1,6 +1,7 @@
 // Opens the level datastore of a data directory: <dataDir>/datastore, one LevelDB database (key
 // layout in keys.ts). Every write is one atomic batch with sync:true (write-queue.ts), so a
-// resolved write survives kill -9 and power loss, and carries its change event.
+// resolved write survives kill -9 and power loss, and carries its change event. A failed write
+// (e.g. disk full) makes the store refuse writes until it can reopen safely (write-recovery.ts).
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Level } from 'level';
@@ -16,6 +17,7 @@ import { metaKey, requireKeyPart } from './keys.js';
 import { ledgerMethods } from './ledger.js';
 import { tokenMethods } from './tokens.js';
 import { createWriteQueue } from './write-queue.js';
+import { createWriteRecovery } from './write-recovery.js';
 
 export interface LevelDatastoreOptions {
   dataDir: string;
@@ -23,8 +25,10 @@ export interface LevelDatastoreOptions {
   changeLogRetention?: number;
 }
 
+const locationOf = (dataDir: string): string => path.join(dataDir, 'datastore');
+
 async function openDb(dataDir: string): Promise<Db> {
-  const location = path.join(dataDir, 'datastore');
+  const location = locationOf(dataDir);
   await mkdir(location, { recursive: true, mode: 0o700 });
   const db: Db = new Level<string, string>(location, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
   try {
@@ -61,7 +65,8 @@ export async function openLevelDatastore(options: LevelDatastoreOptions): Promis
     }
   };
 
-  const queue = createWriteQueue(db, log, notify);
+  const recovery = createWriteRecovery(db, locationOf(options.dataDir), log, notify);
+  const queue = createWriteQueue(db, log, notify, recovery);
   let closed = false;
   let closing: Promise<void> | undefined;
   const ctx: StoreContext = {
@@ -74,6 +79,8 @@ export async function openLevelDatastore(options: LevelDatastoreOptions): Promis
 
   return {
     ping: async () => {
+      // While writes are refused, an empty write tries to recover and fails with the reason.
+      if (recovery.refusing) await ctx.write(async () => undefined);
       await ctx.db.get(metaKey('ping'));
     },
 

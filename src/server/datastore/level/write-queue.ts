@@ -5,13 +5,15 @@
 // atomic with respect to each other. Functions that queue up while a group is being synced form
 // the next group: one atomic `batch` with `sync: true` for the whole group. A sequential caller
 // gets one batch per write; many concurrent callers share fsyncs instead of waiting for one each.
-// A function that throws contributes nothing to the batch.
-import { EmblemError, errorMessage, unavailable } from '../../../common/errors.js';
+// A function that throws contributes nothing to the batch. After a failed batch, writes wait on
+// `recovery` (write-recovery.ts) before they run.
+import { unavailable } from '../../../common/errors.js';
 import type { ChangeKind } from '../types.js';
 import { encodeChange } from './codec.js';
 import type { Db } from './context.js';
 import { changeKey } from './keys.js';
 import { planChangeLogPrune, type ChangeLogState } from './changes.js';
+import type { WriteRecovery } from './write-recovery.js';
 
 export interface Tx {
   /** Reads a key, seeing this group's earlier writes. */
@@ -47,7 +49,7 @@ export interface WriteQueue {
   close(): Promise<void>;
 }
 
-export function createWriteQueue(db: Db, log: ChangeLogState, notify: (revision: number) => void): WriteQueue {
+export function createWriteQueue(db: Db, log: ChangeLogState, notify: (revision: number) => void, recovery: WriteRecovery): WriteQueue {
   const pending: Pending[] = [];
   let draining: Promise<void> | undefined;
   let closed = false;
@@ -61,6 +63,12 @@ export function createWriteQueue(db: Db, log: ChangeLogState, notify: (revision:
   }
 
   async function commitGroup(): Promise<void> {
+    try {
+      await recovery.ready();
+    } catch (err) {
+      for (const item of pending.splice(0, MAX_GROUP_WRITES)) item.reject(err);
+      return;
+    }
     const committed = new Map<string, string | null>(); // null = deleted
     const ops: BatchOp[] = [];
     const done: Done[] = [];
@@ -118,7 +126,7 @@ export function createWriteQueue(db: Db, log: ChangeLogState, notify: (revision:
       try {
         await db.batch(ops, { sync: true });
       } catch (err) {
-        const failure = new EmblemError('unavailable', `datastore write failed: ${errorMessage(err)}`, { cause: err });
+        const failure = recovery.failed(err);
         for (const d of done) d.item.reject(d.ok ? failure : d.value);
         return;
       }
