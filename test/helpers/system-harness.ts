@@ -229,6 +229,25 @@ export interface X509Watch {
 }
 
 /** Opens FetchX509SVID and records every message until the stream ends or is cancelled. */
+/**
+ * Waits until a fetch returns `spiffeId`. The agent learns a new entry within milliseconds, but
+ * not instantly: until then the caller has no identity and the Workload API rightly answers
+ * PERMISSION_DENIED (clients retry, as the spec says).
+ */
+export async function waitForIdentity(client: WorkloadClient, spiffeId: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await client.fetchX509(2000);
+      if (res.svids.some((s) => s.spiffe_id === spiffeId)) return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+    }
+    if (Date.now() > deadline) throw new Error(`${spiffeId} was not served within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 export function watchX509(client: WorkloadClient): X509Watch {
   const updates: X509Watch['updates'] = [];
   const waiters = new Set<() => void>();

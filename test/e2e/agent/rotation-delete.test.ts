@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import type { X509SvidResponseMsg } from '../../../src/agent/cli/workload-client.js';
 import { readCertificate } from '../../../src/common/x509/cert-info.js';
 import { splitDerCertificates } from '../../../src/common/x509/chain.js';
-import { assertSpecValidX509Response, idsOf, startSystem, watchX509, type TestSystem } from '../../helpers/system-harness.js';
+import { assertSpecValidX509Response, idsOf, startSystem, waitForIdentity, watchX509, type TestSystem } from '../../helpers/system-harness.js';
 
 const OWN_UID = process.getuid!();
 
@@ -34,6 +34,7 @@ describe('e2e: rotation and deletion on open Workload API streams', function () 
   it('a short-lived SVID rotates on the open stream before it expires', async function () {
     const id = `spiffe://${sys.trustDomain}/rotating`;
     await sys.createEntry('/rotating', OWN_UID);
+    await waitForIdentity(sys.client(), id);
     const watch = watchX509(sys.client());
     try {
       const first = await watch.waitFor((r) => idsOf(r).includes(id), 5000);
