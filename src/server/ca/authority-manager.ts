@@ -173,7 +173,7 @@ export function createAuthorityManager(options: AuthorityManagerOptions): Author
     if (!next) return;
     await datastore.setBundle(next);
     stored = next;
-    logger.info({ sequence: next.sequence, x509: next.x509Authorities.length, jwt: next.jwtAuthorities.length }, 'trust bundle updated');
+    logger.info({ sequence: next.sequence, x509Authorities: next.x509Authorities.length, jwtAuthorities: next.jwtAuthorities.length }, 'trust bundle updated');
   }
 
   async function loadActive(a: AuthorityRecord): Promise<void> {
@@ -293,7 +293,7 @@ export function createAuthorityManager(options: AuthorityManagerOptions): Author
       await loadActive(active);
     }
     started = true;
-    logger.info({ x509: x509?.authority.id, jwt: jwt?.kid, sequence: stored?.sequence }, 'authorities ready');
+    logger.info({ x509Authority: x509?.authority.id, jwtAuthority: jwt?.kid, sequence: stored?.sequence }, 'authorities ready');
   }
 
   const rotate = (nowMs?: number): Promise<void> =>
