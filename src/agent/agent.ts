@@ -141,7 +141,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     if (!svid) throw new Error('agent stopped before it attested');
     logger.info({ agentId: loggableAgentId(svid.agentId) }, 'agent identity ready');
 
-    const minter = new SvidMinter({ cache, store, signer: client, logger });
+    const minter = new SvidMinter({ cache, store, signer: client, logger, onMinted: (reason) => metrics.rotation('x509', reason) });
     minter.start(snapshot.identities);
     closers.push(() => minter.stop());
     const rotator = new AgentSvidRotator({

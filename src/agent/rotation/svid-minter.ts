@@ -40,6 +40,8 @@ export interface SvidMinterOptions {
   refusedRetryMs?: number;
   /** Backoff of whole-batch retries after an RPC failure. */
   rpcBackoff?: { initialMs: number; maxMs: number };
+  /** Called once per SVID stored: why it was minted (metrics). */
+  onMinted?: (reason: 'new' | 'expiring' | 'tainted') => void;
 }
 
 interface Pending {
@@ -269,6 +271,10 @@ export class SvidMinter {
     // An entry that changed while its CSR was in flight gets the SVID of its new revision instead.
     const current = stored.filter((s) => this.cache.entry(s.entryId)?.revision === s.entryRevision);
     if (current.length === 0) return;
+    for (const s of current) {
+      const previous = this.cache.x509Identity(s.entryId);
+      this.opts.onMinted?.(!previous ? 'new' : this.tainted.has(previous.authorityId) ? 'tainted' : 'expiring');
+    }
     try {
       await this.opts.store.putIdentities(current);
     } catch (err) {

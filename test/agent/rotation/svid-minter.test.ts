@@ -121,8 +121,18 @@ describe('SVID minter', () => {
 
   function setup(random = () => 0.5) {
     const signer = localSigner(pki, cache, clock);
-    minter = new SvidMinter({ cache, store, signer, clock, random, refusedRetryMs: 30_000, rpcBackoff: { initialMs: 1000, maxMs: 8000 } });
-    return { signer, minter };
+    const reasons: string[] = [];
+    minter = new SvidMinter({
+      cache,
+      store,
+      signer,
+      clock,
+      random,
+      refusedRetryMs: 30_000,
+      rpcBackoff: { initialMs: 1000, maxMs: 8000 },
+      onMinted: (reason) => reasons.push(reason),
+    });
+    return { signer, minter, reasons };
   }
 
   it('mints every entry at start in one batch, stores and persists the SVIDs, keys stay local', async () => {
@@ -142,7 +152,7 @@ describe('SVID minter', () => {
 
   it('schedules renewal at half-life with jitter and renews then', async () => {
     cache.applySync({ full: true, deletedIds: [], upserted: [entry('a')] });
-    const { signer, minter } = setup(() => 0.25); // factor 0.95
+    const { signer, minter, reasons } = setup(() => 0.25); // factor 0.95
     minter.start();
     await minter.idle();
     const first = cache.x509Identity('a')!;
@@ -159,11 +169,12 @@ describe('SVID minter', () => {
     const second = cache.x509Identity('a')!;
     assert.ok(!second.privateKeyPkcs8.equals(first.privateKeyPkcs8), 'renewal uses a fresh key');
     assert.ok(minter.renewalDue('a')! > due);
+    assert.deepEqual(reasons, ['new', 'expiring']);
   });
 
   it('mints new entries at once and re-keys tainted SVIDs at once', async () => {
     cache.applySync({ full: true, deletedIds: [], upserted: [entry('a'), entry('b')] });
-    const { signer, minter } = setup();
+    const { signer, minter, reasons } = setup();
     signer.authority = (id) => (id === 'a' ? 'old-authority' : 'authority-1');
     minter.start();
     await minter.idle();
@@ -178,6 +189,7 @@ describe('SVID minter', () => {
     assert.ok(cache.x509Identity('c'));
     assert.notEqual(cache.x509Identity('a'), before);
     assert.equal(cache.x509Identity('a')!.authorityId, 'authority-1');
+    assert.deepEqual(reasons.sort(), ['new', 'new', 'new', 'tainted'], 'why each SVID was minted (metrics)');
 
     // Every update repeats the complete tainted list: the same list again re-keys nothing.
     minter.handleSync({ changed: [], removedIds: [] }, ['old-authority']);
