@@ -33,7 +33,10 @@ export interface AttestDeps {
   /** Resolves once the in-memory state reflects every committed write. */
   syncState(): Promise<void>;
   logger: Logger;
-  metrics?: { attestation(attestor: string, outcome: 'ok' | 'refused'): void };
+  metrics?: {
+    attestation(attestor: string, outcome: 'ok' | 'refused'): void;
+    signed?(kind: 'x509' | 'jwt' | 'agent', count: number, seconds: number): void;
+  };
 }
 
 const CHALLENGE_TIMEOUT_MS = 30_000;
@@ -114,9 +117,11 @@ export function attestAgentHandler(deps: AttestDeps) {
       let svid: SignedX509 | undefined;
       await updateAgentRecord(deps.datastore, agentId, async (existing): Promise<AgentRecord> => {
         if (existing?.banned) throw permissionDenied('agent is banned');
+        const started = process.hrtime.bigint();
         [svid] = await deps.signer.signX509Batch([
           { spiffeId: agentId, publicKey: csr.publicKey, dnsNames: [], ttlSeconds: deps.agentSvidTtl, entryId: '', agentId, kind: 'agent' },
         ]);
+        deps.metrics?.signed?.('agent', 1, Number(process.hrtime.bigint() - started) / 1e9);
         const now = Math.floor(Date.now() / 1000);
         return {
           id: agentId,

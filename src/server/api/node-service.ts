@@ -72,9 +72,11 @@ export function addNodeService(server: Server, deps: NodeServiceDeps): void {
         if (normaliseSerial(current.svidSerial) !== serial && (current.previousSvidSerial === undefined || normaliseSerial(current.previousSvidSerial) !== serial)) {
           throw permissionDenied('agent SVID has been superseded; use the current one');
         }
+        const started = process.hrtime.bigint();
         [svid] = await deps.signer.signX509Batch([
           { spiffeId: agent.id, publicKey: csr.publicKey, dnsNames: [], ttlSeconds: deps.agentSvidTtl, entryId: '', agentId: agent.id, kind: 'agent' },
         ]);
+        deps.metrics?.signed('agent', 1, Number(process.hrtime.bigint() - started) / 1e9);
         return {
           ...current,
           svidSerial: svid!.serial,
