@@ -60,7 +60,9 @@ export function checkCertificateDer(der: Buffer, what: string): Buffer {
   if (tlv.tag !== TAG.SEQUENCE) throw invalidArgument(`${what} is not DER (not a SEQUENCE)`);
   if (tlv.end !== der.length) throw invalidArgument(`${what} has ${der.length - tlv.end} trailing bytes after the certificate`);
   try {
-    new X509Certificate(der);
+    // Node decodes the public key lazily: read it now, or a certificate whose key does not decode
+    // is accepted here and fails later wherever the key is first used (serving a stored bundle).
+    void new X509Certificate(der).publicKey;
   } catch (err) {
     throw invalidArgument(`${what} is not a valid X.509 certificate`, err);
   }

@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseHostPort } from '../common/config-file.js';
 import { errorMessage, failedPrecondition } from '../common/errors.js';
+import { MALFORMED_REQUEST_INTERCEPTORS } from '../common/grpc/malformed-requests.js';
 import type { Logger } from '../common/logger.js';
 import { startObservabilityServer } from '../common/observability/http-endpoint.js';
 import { parsePemCertificates, parsePemPrivateKey } from '../common/pem.js';
@@ -141,10 +142,17 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       },
       peerOf: (call: { getPeer(): string }) => transport?.peerOf(call),
     };
+    // Push latency as seen by operators: from the mirror applying a change to the update being
+    // handed to the agent's stream (the datastore commit to mirror step is sub-millisecond locally).
+    let appliedAt = 0;
+    mirror.onApplied(() => (appliedAt = performance.now()));
     const feed: FeedPort = {
       open(params, send, onClose) {
+        let first = true;
         const handle = openAgentFeed(mirror, authz, params, (update) => {
           send(update);
+          if (!first && appliedAt > 0) metrics.syncPushLatency((performance.now() - appliedAt) / 1000);
+          first = false;
           if (update.agent_state === 'AGENT_STATE_BANNED') onClose('banned');
           else if (update.agent_state === 'AGENT_STATE_EVICTED') onClose('evicted');
         });
@@ -171,7 +179,12 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       return checks;
     };
 
-    const grpcServer = new Server({ 'grpc.max_concurrent_streams': 1000, 'grpc.keepalive_time_ms': 60_000, 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+    const grpcServer = new Server({
+      'grpc.max_concurrent_streams': 1000,
+      'grpc.keepalive_time_ms': 60_000,
+      'grpc.max_receive_message_length': 8 * 1024 * 1024,
+      interceptors: MALFORMED_REQUEST_INTERCEPTORS,
+    });
     addNodeService(grpcServer, {
       ...auth,
       datastore,
@@ -203,7 +216,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     closers.push(() => transport!.close());
     closers.push(() => new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())));
 
-    const adminServer = new Server();
+    const adminServer = new Server({ interceptors: MALFORMED_REQUEST_INTERCEPTORS });
     addAdminService(adminServer, { ...adminDeps, guard: localAdminGuard });
     await bindAdminSocket(adminServer, config.socket);
     closers.push(() => new Promise<void>((resolve) => adminServer.tryShutdown(() => resolve())));

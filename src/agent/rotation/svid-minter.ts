@@ -13,7 +13,7 @@ import { silentLogger, type Logger } from '../../common/logger.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/cert-parse.js';
 import { splitDerCertificates } from '../../common/x509/chain.js';
 import { createCsr } from '../../common/x509/csr.js';
-import { exportPkcs8Der, generateKeyPair } from '../../common/x509/keys.js';
+import { exportPkcs8Der, exportSpkiDer, generateKeyPair } from '../../common/x509/keys.js';
 import type { CacheSyncResult, SvidCache } from '../cache/svid-cache.js';
 import type { X509SvidParamsMsg, X509SvidResultMsg } from '../client/messages.js';
 import type { AgentStore, StoredIdentity } from '../storage/agent-store.js';
@@ -231,7 +231,7 @@ export class SvidMinter {
         revision: entry.revision,
         spiffeId: entry.spiffeId,
         privateKey,
-        spki: publicKey.export({ type: 'spki', format: 'der' }),
+        spki: exportSpkiDer(publicKey),
       });
     }
     return batch;

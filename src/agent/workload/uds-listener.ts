@@ -14,6 +14,7 @@ import * as net from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { EmblemError, errorMessage } from '../../common/errors.js';
+import { MALFORMED_REQUEST_INTERCEPTORS } from '../../common/grpc/malformed-requests.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
 import { capturePeerProcess, releasePeerProcess, type PeerProcess } from './peer-process.js';
 import { peerCredAddon } from './peercred.js';
@@ -47,6 +48,8 @@ export const RECOMMENDED_WORKLOAD_SERVER_OPTIONS: grpc.ServerOptions = {
   'grpc.max_concurrent_streams': 100,
   'grpc.max_receive_message_length': 256 * 1024,
   'grpc-node.max_session_memory': 10,
+  // Undecodable requests get INVALID_ARGUMENT rather than INTERNAL.
+  interceptors: MALFORMED_REQUEST_INTERCEPTORS,
 };
 
 const TOKEN_PREFIX = 'uds-peer:';

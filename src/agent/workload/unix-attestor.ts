@@ -6,7 +6,8 @@
 // from /etc/passwd and /etc/group only (no NSS); an id without a name gets no name selector.
 // The caller must run assertPeerStillValid() afterwards: /proc reads race with the process exiting.
 import { createHash } from 'node:crypto';
-import { open, readFile, readlink, stat } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
+import { open, readFile, readlink } from 'node:fs/promises';
 import { EmblemError, errorMessage } from '../../common/errors.js';
 import type { Selector } from '../../common/selectors.js';
 import { parseProcStatus, type PeerProcess } from './peer-process.js';
@@ -26,11 +27,11 @@ const HASH_CHUNK_BYTES = 1 << 20;
 const HASH_CACHE_ENTRIES = 256;
 
 export async function attestUnix(peer: PeerProcess, opts: UnixAttestorOptions): Promise<Selector[]> {
-  const [status, userNames, groupNames] = await Promise.all([
-    procRead(peer.pid, () => readFile(`/proc/${peer.pid}/status`, 'latin1')).then(parseProcStatus),
-    idNames(opts.passwdPath ?? '/etc/passwd'),
-    idNames(opts.groupPath ?? '/etc/group'),
-  ]);
+  // /proc and the stat calls are read synchronously, like the PID-reuse guard does: they never wait
+  // for a disk, and each async call would cost a thread-pool round trip. The agent identifies the
+  // caller before every message, so with 1,000 open streams one change means 1,000 of these.
+  const status = parseProcStatus(await procRead(peer.pid, async () => readFileSync(`/proc/${peer.pid}/status`, 'latin1')));
+  const [userNames, groupNames] = await Promise.all([idNames(opts.passwdPath ?? '/etc/passwd'), idNames(opts.groupPath ?? '/etc/group')]);
   const values: string[] = [`uid:${peer.uid}`];
   const user = userNames.get(peer.uid);
   if (user !== undefined) values.push(`user:${user}`);
@@ -74,7 +75,7 @@ const nameTables = new Map<string, NameTable>();
 
 /** id -> name from a passwd- or group-format file (name:password:id:...). The first entry for an id wins. */
 async function idNames(file: string): Promise<Map<number, string>> {
-  const st = await stat(file, { bigint: true });
+  const st = statSync(file, { bigint: true });
   const version = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
   const cached = nameTables.get(file);
   if (cached?.version === version) return cached.names;

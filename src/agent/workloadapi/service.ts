@@ -117,6 +117,9 @@ export function createWorkloadApiHandlers(deps: WorkloadApiDeps): UntypedService
           if (previous) {
             const view = viewOrError(() => build(source, entitledEntries(previous, call), trustDomain));
             if (view === null || (!(view instanceof Error) && view.fingerprint === known)) return view;
+            // A terminated source (banned or evicted agent) serves nobody: end the stream now rather
+            // than identify the caller again first.
+            if (view instanceof Error && !source.ready()) throw view;
           }
           caller = await identify(call);
           return build(source, entitledEntries(caller, call), trustDomain);

@@ -4,6 +4,7 @@ import { loadPackageDefinition, type GrpcObject, type ServiceClientConstructor }
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tolerateMalformedRequests } from './malformed-requests.js';
 
 export const PROTO_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../../proto');
 
@@ -14,7 +15,8 @@ const cache = new Map<string, PackageDefinition>();
 export function loadDefinition(file: string): PackageDefinition {
   let def = cache.get(file);
   if (!def) {
-    def = loadSync(join(PROTO_DIR, file), LOADER_OPTIONS);
+    // Undecodable requests become INVALID_ARGUMENT on servers with the interceptor (malformed-requests.ts).
+    def = tolerateMalformedRequests(loadSync(join(PROTO_DIR, file), LOADER_OPTIONS));
     cache.set(file, def);
   }
   return def;

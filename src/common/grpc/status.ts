@@ -26,10 +26,26 @@ export interface GrpcStatusError {
   metadata: Metadata;
 }
 
+/**
+ * The longest status message sent. The message travels in the grpc-message trailer; one that echoes
+ * a huge input (an ID of 100 KB, say) exceeds the client's HTTP/2 header limit, and the client then
+ * never sees the status: its call, and the other calls on that connection, hang until their deadline.
+ */
+export const MAX_STATUS_DETAILS = 1024;
+
+function boundedDetails(message: string): string {
+  if (message.length <= MAX_STATUS_DETAILS) return message;
+  let end = MAX_STATUS_DETAILS;
+  // Never cut a surrogate pair in two: grpc-js URI-encodes the message, and a lone surrogate throws.
+  const last = message.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${message.slice(0, end)}… (${message.length} characters)`;
+}
+
 /** Maps any thrown value to a gRPC status error. Unknown errors become INTERNAL with a generic text. */
 export function toGrpcStatus(err: unknown): GrpcStatusError {
   if (err instanceof EmblemError) {
-    return { code: toGrpc[err.code], details: err.message, metadata: new Metadata() };
+    return { code: toGrpc[err.code], details: boundedDetails(err.message), metadata: new Metadata() };
   }
   return { code: status.INTERNAL, details: 'internal error', metadata: new Metadata() };
 }

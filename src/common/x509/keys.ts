@@ -1,5 +1,5 @@
 // Key generation, import/export and the key-type policy shared by CSR checks and issuance.
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createECDH, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { EmblemError } from '../errors.js';
 
 export interface KeyPair {
@@ -14,71 +14,76 @@ export const MIN_RSA_BITS = 2048;
 /** Bigger RSA keys only make signature checks slow (a cheap denial of service); nobody needs them. */
 export const MAX_RSA_BITS = 8192;
 
-/** A fresh EC P-256 key pair (the default workload and CA key type). */
+/**
+ * A fresh EC P-256 key pair (the default workload and CA key type).
+ *
+ * Generated through ECDH and imported from JWK rather than with generateKeyPairSync, for two
+ * reasons measured on Node 20.20 / OpenSSL 3.0:
+ * - a JWK export (KeyObject.export({format: 'jwk'})) of a key from generateKeyPairSync can
+ *   deadlock the process: the export holds the key's mutex while allocating, and a GC at that moment
+ *   finalizes the key's KeyGenJob, whose destructor takes the same mutex (seen in gdb:
+ *   ExportJWKEcKey -> GC -> ~KeyGenJob -> uv_mutex_lock);
+ * - the DER exports every SVID key needs (SPKI for the CSR, PKCS#8 for the Workload API and the
+ *   store) cost 50-100 µs each through OpenSSL 3's encoder framework, while here the DER is laid
+ *   out from the raw key (the exact bytes OpenSSL produces) once, at generation, and
+ *   exportSpkiDer / exportPkcs8Der return it.
+ */
 export function generateKeyPair(): KeyPair {
-  return generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const ecdh = createECDH('prime256v1');
+  const point = ecdh.generateKeys();
+  const d = leftPad(ecdh.getPrivateKey(), P256.size);
+  const privateKey = createPrivateKey({
+    key: { kty: 'EC', crv: 'P-256', d: d.toString('base64url'), x: point.toString('base64url', 1, 33), y: point.toString('base64url', 33) },
+    format: 'jwk',
+  });
+  const publicKey = createPublicKey(privateKey);
+  const encodings = p256Encodings(d, point);
+  knownEncodings.set(privateKey, encodings);
+  knownEncodings.set(publicKey, encodings);
+  return { privateKey, publicKey };
+}
+
+/** DER of the keys made by generateKeyPair, keyed by both halves. */
+const knownEncodings = new WeakMap<KeyObject, { spki: Buffer; pkcs8: Buffer }>();
+
+// RFC 5480 SPKI and RFC 5208 PKCS#8 around an RFC 5915 ECPrivateKey (version 1, the scalar and the
+// public key; the curve is in the algorithm identifier), byte for byte as OpenSSL writes them.
+const P256 = {
+  size: 32,
+  spkiPrefix: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex'),
+  pkcs8Prefix: Buffer.from('308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420', 'hex'),
+  pkcs8BeforePoint: Buffer.from('a144034200', 'hex'),
+};
+
+/** SPKI and PKCS#8 DER of a P-256 key from its private scalar (32 bytes) and uncompressed point (65 bytes). */
+export function p256Encodings(d: Buffer, point: Buffer): { spki: Buffer; pkcs8: Buffer } {
+  if (d.length !== P256.size || point.length !== 1 + 2 * P256.size || point[0] !== 4) {
+    throw new EmblemError('invalid_argument', 'P-256 key material must be a 32-byte scalar and a 65-byte uncompressed point');
+  }
+  return {
+    spki: Buffer.concat([P256.spkiPrefix, point]),
+    pkcs8: Buffer.concat([P256.pkcs8Prefix, d, P256.pkcs8BeforePoint, point]),
+  };
+}
+
+function leftPad(bytes: Buffer, size: number): Buffer {
+  return bytes.length >= size ? bytes : Buffer.concat([Buffer.alloc(size - bytes.length), bytes]);
 }
 
 /** Unencrypted PKCS#8 DER, the form the Workload API returns (x509_svid_key). */
 export function exportPkcs8Der(privateKey: KeyObject): Buffer {
   if (privateKey.type !== 'private') throw new EmblemError('invalid_argument', 'exportPkcs8Der needs a private key');
-  return ecDer(privateKey, 'pkcs8') ?? privateKey.export({ format: 'der', type: 'pkcs8' });
+  const known = knownEncodings.get(privateKey);
+  return known ? Buffer.from(known.pkcs8) : privateKey.export({ format: 'der', type: 'pkcs8' });
 }
 
 /** SubjectPublicKeyInfo DER of a public key, or of the public half of a private key. */
 export function exportSpkiDer(key: KeyObject): Buffer {
-  if (key.type !== 'public' && key.type !== 'private') throw new EmblemError('invalid_argument', 'exportSpkiDer needs an asymmetric key');
-  const fast = ecDer(key, 'spki');
-  if (fast) return fast;
-  return (key.type === 'private' ? createPublicKey(key) : key).export({ format: 'der', type: 'spki' });
-}
-
-// EC keys (every SVID key) are exported by placing the raw key material from a JWK export into the
-// fixed DER layout OpenSSL itself produces (RFC 5480 SPKI; RFC 5208 PKCS#8 around an RFC 5915
-// ECPrivateKey with the public key and without the curve parameters, which the algorithm
-// identifier carries). OpenSSL 3's encoder framework makes a DER export cost 50-100 µs per key; the
-// JWK export costs about 6 µs. Tests check the output is byte-identical to KeyObject.export().
-interface EcLayout {
-  /** Coordinate and private scalar length in bytes. */
-  size: number;
-  /** SPKI up to the uncompressed point. */
-  spki: Buffer;
-  /** PKCS#8 up to the private scalar, and the bytes between the scalar and the uncompressed point. */
-  pkcs8: Buffer;
-  pkcs8Middle: Buffer;
-}
-
-const EC_LAYOUTS: Record<string, EcLayout> = {
-  'P-256': {
-    size: 32,
-    spki: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex'),
-    pkcs8: Buffer.from('308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420', 'hex'),
-    pkcs8Middle: Buffer.from('a144034200', 'hex'),
-  },
-  'P-384': {
-    size: 48,
-    spki: Buffer.from('3076301006072a8648ce3d020106052b81040022036200', 'hex'),
-    pkcs8: Buffer.from('3081b6020100301006072a8648ce3d020106052b8104002204819e30819b0201010430', 'hex'),
-    pkcs8Middle: Buffer.from('a164036200', 'hex'),
-  },
-};
-
-const UNCOMPRESSED_POINT = Buffer.from([4]);
-
-/** The DER of an EC P-256/P-384 key through its JWK, or undefined to use the generic export. */
-function ecDer(key: KeyObject, type: 'spki' | 'pkcs8'): Buffer | undefined {
-  if (key.asymmetricKeyType !== 'ec') return undefined;
-  const jwk = key.export({ format: 'jwk' });
-  const layout = jwk.crv !== undefined ? EC_LAYOUTS[jwk.crv] : undefined;
-  if (!layout || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') return undefined;
-  const x = Buffer.from(jwk.x, 'base64url');
-  const y = Buffer.from(jwk.y, 'base64url');
-  if (x.length !== layout.size || y.length !== layout.size) return undefined;
-  if (type === 'spki') return Buffer.concat([layout.spki, UNCOMPRESSED_POINT, x, y]);
-  if (typeof jwk.d !== 'string') return undefined;
-  const d = Buffer.from(jwk.d, 'base64url');
-  if (d.length !== layout.size) return undefined;
-  return Buffer.concat([layout.pkcs8, d, layout.pkcs8Middle, UNCOMPRESSED_POINT, x, y]);
+  const known = knownEncodings.get(key);
+  if (known) return Buffer.from(known.spki);
+  const pub = key.type === 'private' ? createPublicKey(key) : key;
+  if (pub.type !== 'public') throw new EmblemError('invalid_argument', 'exportSpkiDer needs an asymmetric key');
+  return pub.export({ format: 'der', type: 'spki' });
 }
 
 export function importPkcs8Der(der: Buffer): KeyObject {

@@ -2,7 +2,7 @@
 // issuance ledger and health.
 import type { Server } from '@grpc/grpc-js';
 import { decodeSpiffeBundle, encodeSpiffeBundle } from '../../common/bundle-json.js';
-import { invalidArgument, notFound, failedPrecondition } from '../../common/errors.js';
+import { errorMessage, invalidArgument, notFound, failedPrecondition } from '../../common/errors.js';
 import { adminService } from '../../common/grpc/proto.js';
 import type { Logger } from '../../common/logger.js';
 import { parseCertificatesFlexible } from '../../common/pem.js';
@@ -78,10 +78,21 @@ const svidToProto = (s: SvidRecord) => ({
 
 function parseFederatedBundle(trustDomain: string, bytes: Buffer): TrustBundle {
   const text = bytes.toString('utf8').trim();
-  if (text.startsWith('{')) return decodeSpiffeBundle(trustDomain, text);
-  const certs = parseCertificatesFlexible(bytes);
-  if (certs.length === 0) throw invalidArgument('bundle holds no certificate');
-  return { trustDomain, x509Authorities: certs, jwtAuthorities: [], sequence: 0 };
+  let bundle: TrustBundle;
+  if (text.startsWith('{')) bundle = decodeSpiffeBundle(trustDomain, text);
+  else {
+    const certs = parseCertificatesFlexible(bytes);
+    if (certs.length === 0) throw invalidArgument('bundle holds no certificate');
+    bundle = { trustDomain, x509Authorities: certs, jwtAuthorities: [], sequence: 0 };
+  }
+  // A stored bundle is served as SPIFFE bundle JSON (to admins and to agents): one that cannot be
+  // written so (e.g. a DSA key, which has no JWK form) would make every later listing fail.
+  try {
+    encodeSpiffeBundle(bundle);
+  } catch (err) {
+    throw invalidArgument(`bundle cannot be served as a SPIFFE bundle: ${errorMessage(err)}`, err);
+  }
+  return bundle;
 }
 
 export function addAdminService(server: Server, deps: AdminServiceDeps): void {
