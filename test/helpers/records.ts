@@ -1,6 +1,6 @@
 // Datastore records for the server tests: registration entries, agents and trust bundles in the
 // trust domain `TD`, with every field a test does not care about at its empty value.
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPair } from '../../src/common/x509/keys.js';
 import type { Selector } from '../../src/common/selectors.js';
 import type { TrustBundle } from '../../src/common/trust-bundle.js';
 import type { AgentRecord, NewEntry } from '../../src/server/datastore/types.js';
@@ -66,7 +66,7 @@ export function agentRecord(id: string, fields: Partial<AgentRecord> = {}): Agen
 
 /** A bundle for `trustDomain` holding one fresh P-256 JWT authority (kid `k<sequence>`) and no X.509 ones. */
 export function jwtOnlyBundle(trustDomain: string, sequence: number): TrustBundle {
-  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { publicKey } = generateKeyPair(); // not generateKeyPairSync: see keys.ts (JWK export deadlock)
   return {
     trustDomain,
     x509Authorities: [],
