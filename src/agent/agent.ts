@@ -14,7 +14,7 @@ import { parseHostPort } from '../common/config-file.js';
 import { parsePemCertificates, parsePemPrivateKey } from '../common/pem.js';
 import { bundleFromTrustAnchorsFile } from '../common/workload-bundle.js';
 import { readCertificate } from '../common/x509/cert-info.js';
-import { agentPrivateKey, loggableAgentId } from './attestation/agent-svid.js';
+import { agentPrivateKey } from './attestation/agent-svid.js';
 import { bootstrapAgent } from './attestation/bootstrap.js';
 import type { NodeAttestor } from './attestation/node-attestation.js';
 import { restoreCache } from './cache/restore.js';
@@ -32,6 +32,7 @@ import { addSelfTestService, selfTestPeerCredentials } from './workload/self-tes
 import { listenWorkloadSocket, RECOMMENDED_WORKLOAD_SERVER_OPTIONS, type WorkloadSocket } from './workload/uds-listener.js';
 import { addHealthAndReflection } from './workloadapi/health-reflection.js';
 import { addWorkloadApi } from './workloadapi/service.js';
+import { loggableId } from '../common/spiffe-id.js';
 
 export interface RunningAgent {
   /** Resolves when the agent must stop for good (banned, evicted, unrecoverable SVID expiry). */
@@ -139,7 +140,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       }
     }
     if (!svid) throw new Error('agent stopped before it attested');
-    logger.info({ agentId: loggableAgentId(svid.agentId) }, 'agent identity ready');
+    logger.info({ agentId: loggableId(svid.agentId) }, 'agent identity ready');
 
     const minter = new SvidMinter({ cache, store, signer: client, logger, onMinted: (reason) => metrics.rotation('x509', reason) });
     minter.start(snapshot.identities);

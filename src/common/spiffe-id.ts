@@ -194,3 +194,11 @@ export function parseWorkloadSpiffeId(input: string): SpiffeId {
 /** Reserved IDs of Emblem's own components. */
 export const serverId = (trustDomain: string): string => `${SPIFFE_SCHEME_PREFIX}${trustDomain}/emblem/server`;
 export const agentIdPrefix = (trustDomain: string): string => `${SPIFFE_SCHEME_PREFIX}${trustDomain}/emblem/agent/`;
+
+/**
+ * A SPIFFE ID fit for a log line: a join-token agent ID (or a parent ID naming one) embeds the
+ * token, so only its first 4 characters are kept. Other IDs are returned unchanged.
+ */
+export function loggableId(id: string): string {
+  return id.replace(/\/join_token\/([^/]{4})[^/]*/, '/join_token/$1…');
+}

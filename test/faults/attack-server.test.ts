@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { connectivityState } from '@grpc/grpc-js';
-import { loggableId } from '../../src/server/attestation/join-token.js';
+import { loggableId } from '../../src/common/spiffe-id.js';
 import { createRateLimiter } from '../../src/server/attestation/rate-limit.js';
 import { isEmblemError, type ErrorCode } from '../../src/common/errors.js';
 import { signChallenge } from '../../src/common/x509pop-challenge.js';

@@ -42,14 +42,6 @@ export function agentSvidValidity(svid: Pick<StoredAgentSvid, 'chain'>): { notBe
   return { notBefore: info.notBefore, notAfter: info.notAfter };
 }
 
-/** The agent ID for logs: a join-token agent ID embeds its (spent) token, so only a prefix is shown. */
-export function loggableAgentId(agentId: string): string {
-  const i = agentId.indexOf('/join_token/');
-  if (i < 0) return agentId;
-  const token = agentId.slice(i + '/join_token/'.length);
-  return `${agentId.slice(0, i)}/join_token/${token.slice(0, 4)}…`;
-}
-
 export function attestationTypeOf(attestor: NodeAttestor): AttestationType {
   return 'joinToken' in attestor ? 'join_token' : 'x509pop';
 }

@@ -7,8 +7,9 @@ import type { Logger } from '../../common/logger.js';
 import type { TrustBundle } from '../../common/trust-bundle.js';
 import type { AttestTransport } from '../client/server-client.js';
 import type { AgentStore, StoredAgentSvid } from '../storage/agent-store.js';
-import { agentSvidValidity, attestWithNewKey, loggableAgentId } from './agent-svid.js';
+import { agentSvidValidity, attestWithNewKey } from './agent-svid.js';
 import type { NodeAttestor } from './node-attestation.js';
+import { loggableId } from '../../common/spiffe-id.js';
 
 /** The agent SVID expired and this agent cannot obtain a new one by itself. */
 export class AgentSvidExpiredError extends EmblemError {
@@ -19,7 +20,7 @@ export class AgentSvidExpiredError extends EmblemError {
 }
 
 export const joinTokenExpiredMessage = (agentId: string): string =>
-  `agent SVID of ${loggableAgentId(agentId)} has expired; join-token agents cannot re-attest with a spent token: ` +
+  `agent SVID of ${loggableId(agentId)} has expired; join-token agents cannot re-attest with a spent token: ` +
   'create a new join token and restart the agent with --join-token';
 
 export interface BootstrapParams {
@@ -46,13 +47,13 @@ export async function bootstrapAgent(p: BootstrapParams): Promise<BootstrapResul
   if (p.stored) {
     const { notAfter } = agentSvidValidity(p.stored);
     if (notAfter > nowSec) {
-      p.logger.info({ agentId: loggableAgentId(p.stored.agentId), expiresAt: notAfter }, 'using the stored agent SVID');
+      p.logger.info({ agentId: loggableId(p.stored.agentId), expiresAt: notAfter }, 'using the stored agent SVID');
       return { svid: p.stored, attested: false };
     }
     if (p.stored.attestationType === 'join_token' && !(p.attestor && 'joinToken' in p.attestor)) {
       throw new AgentSvidExpiredError(joinTokenExpiredMessage(p.stored.agentId));
     }
-    p.logger.warn({ agentId: loggableAgentId(p.stored.agentId), expiredAt: notAfter }, 'stored agent SVID has expired; attesting again');
+    p.logger.warn({ agentId: loggableId(p.stored.agentId), expiredAt: notAfter }, 'stored agent SVID has expired; attesting again');
   }
   if (!p.attestor) {
     throw failedPrecondition('the agent has not attested yet: give --join-token, or --x509pop-cert and --x509pop-key');
@@ -60,6 +61,6 @@ export async function bootstrapAgent(p: BootstrapParams): Promise<BootstrapResul
   const { svid, bundle } = await attestWithNewKey(p.transport, p.attestor);
   await p.store.saveBundle(bundle);
   await p.store.saveAgentSvid(svid);
-  p.logger.info({ agentId: loggableAgentId(svid.agentId), attestor: svid.attestationType }, 'agent attested');
+  p.logger.info({ agentId: loggableId(svid.agentId), attestor: svid.attestationType }, 'agent attested');
   return { svid, bundle, attested: true };
 }

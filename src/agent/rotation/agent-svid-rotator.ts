@@ -7,7 +7,7 @@ import { EmblemError, errorMessage } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
 import type { TrustBundle } from '../../common/trust-bundle.js';
 import { exportPkcs8Der } from '../../common/x509/keys.js';
-import { agentSvidValidity, attestWithNewKey, checkAgentSvid, loggableAgentId, newAgentKeyRequest } from '../attestation/agent-svid.js';
+import { agentSvidValidity, attestWithNewKey, checkAgentSvid, newAgentKeyRequest } from '../attestation/agent-svid.js';
 import { AgentSvidExpiredError, joinTokenExpiredMessage } from '../attestation/bootstrap.js';
 import type { NodeAttestor } from '../attestation/node-attestation.js';
 import type { AttestTransport } from '../client/server-client.js';
@@ -16,6 +16,7 @@ import { terminationFromError, terminationMessage, type TerminationReason } from
 import type { AgentStore, StoredAgentSvid } from '../storage/agent-store.js';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { backoffDelayMs, rotationTimeMs } from './rotation-time.js';
+import { loggableId } from '../../common/spiffe-id.js';
 
 export type AgentStopReason = TerminationReason | 'svid_expired';
 
@@ -116,7 +117,7 @@ export class AgentSvidRotator {
       this.failures = 0;
       this.opts.transport.update({ agentSvid: { chain: svid.chain, privateKey: svid.privateKeyPkcs8 }, ...(bundle ? { bundle } : {}) });
       const { notAfter } = agentSvidValidity(svid);
-      this.log.info({ agentId: loggableAgentId(svid.agentId), expiresAt: notAfter }, 'agent SVID renewed');
+      this.log.info({ agentId: loggableId(svid.agentId), expiresAt: notAfter }, 'agent SVID renewed');
       this.opts.onRenewed?.(svid, bundle);
       this.scheduleRotation();
       return true;

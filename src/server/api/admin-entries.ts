@@ -3,7 +3,7 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { EmblemError, errorMessage, notFound } from '../../common/errors.js';
 import { grpcCodeOf } from '../../common/grpc/status.js';
-import { loggableId } from '../attestation/join-token.js';
+import { loggableId } from '../../common/spiffe-id.js';
 import type { Datastore, EntryRecord } from '../datastore/types.js';
 import { entryToProto, type EntryProto } from '../entries/convert.js';
 import { listEntries, type EntryFilter } from '../entries/filter.js';

@@ -20,6 +20,7 @@ import type { AgentRecord, AttestationType, Datastore } from '../datastore/types
 import { updateAgentRecord } from './agent-records.js';
 import type { AgentSigner, SignedX509 } from './signer-port.js';
 import type { AttestAgentRequestMsg, AttestAgentResponseMsg } from './node-messages.js';
+import { loggableId } from '../../common/spiffe-id.js';
 
 export interface AttestDeps {
   trustDomain: string;
@@ -137,7 +138,7 @@ export function attestAgentHandler(deps: AttestDeps) {
       });
       await deps.syncState();
       deps.metrics?.attestation(attestor, 'ok');
-      deps.logger.info({ agentId: type === 'join_token' ? '(join token agent)' : agentId, attestor, selectors: selectors.length }, 'agent attested');
+      deps.logger.info({ agentId: loggableId(agentId), attestor, selectors: selectors.length }, 'agent attested');
       call.write({ result: { agent_id: agentId, svid_chain: concatDer(svid!.chain), bundle: Buffer.from(encodeSpiffeBundle(deps.bundle())) } });
       call.end();
     };

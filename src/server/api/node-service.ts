@@ -9,7 +9,7 @@ import type { Logger } from '../../common/logger.js';
 import { concatDer } from '../../common/x509/chain.js';
 import { parseCsr } from '../../common/x509/csr.js';
 import type { EntryRecord } from '../datastore/types.js';
-import { loggableId } from '../attestation/join-token.js';
+import { loggableId } from '../../common/spiffe-id.js';
 import { authenticateAgent, normaliseSerial, type AgentAuthDeps } from './agent-auth.js';
 import type { AgentConnections } from './agent-connections.js';
 import { attestAgentHandler, type AttestDeps } from './attest-handler.js';

@@ -17,14 +17,6 @@ export function joinTokenAgentId(trustDomain: string, token: string): string {
   return `${agentIdPrefix(trustDomain)}join_token/${token}`;
 }
 
-/**
- * A SPIFFE ID fit for a log line: a join-token agent ID (or a parent ID naming one) embeds the
- * token, so only its first 4 characters are kept. Other IDs are returned unchanged.
- */
-export function loggableId(id: string): string {
-  return id.replace(/\/join_token\/([^/]{4})[^/]*/, '/join_token/$1…');
-}
-
 export async function generateJoinToken(
   datastore: Datastore,
   trustDomain: string,
