@@ -9,10 +9,10 @@
 // later event is applied too and re-reads the same or a newer state.
 import { isEmblemError, unavailable } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
-import { formatSelector } from '../../common/selectors.js';
 import { serverId } from '../../common/spiffe-id.js';
 import type { TrustBundle } from '../../common/trust-bundle.js';
 import type { AgentRecord, AuthorityRecord, ChangeEvent, Datastore, EntryRecord } from '../datastore/types.js';
+import { compareIds, createEntryTable } from './entry-table.js';
 
 /**
  * Called after each applied page of changes, with the mirror's new revision. `previousEntries`
@@ -70,21 +70,6 @@ export interface StateMirrorOptions {
   retryDelayMs?: number;
 }
 
-type Multimap = Map<string, Map<string, EntryRecord>>;
-
-function addTo(index: Multimap, key: string, entry: EntryRecord): void {
-  let bucket = index.get(key);
-  if (!bucket) index.set(key, (bucket = new Map()));
-  bucket.set(entry.id, entry);
-}
-
-function removeFrom(index: Multimap, key: string, id: string): void {
-  const bucket = index.get(key);
-  if (!bucket) return;
-  bucket.delete(id);
-  if (bucket.size === 0) index.delete(key);
-}
-
 /** What one re-read produced, applied synchronously once the whole page is read. */
 type Fetched =
   | { kind: 'entry'; id: string; value: EntryRecord | undefined }
@@ -99,12 +84,8 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
   const retryDelayMs = options.retryDelayMs ?? 1000;
   const aliasParent = serverId(trustDomain);
 
-  const entries = new Map<string, EntryRecord>();
-  const byParent: Multimap = new Map();
-  const bySpiffeId: Multimap = new Map();
-  const aliases = new Map<string, EntryRecord>();
-  const aliasesBySelector: Multimap = new Map();
-  let sortedIds: string[] | undefined;
+  const table = createEntryTable(aliasParent);
+  const entries = table.entries;
   const agents = new Map<string, AgentRecord>();
   let ownBundle: TrustBundle | undefined;
   const federated = new Map<string, TrustBundle>();
@@ -119,32 +100,6 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
   let stopped = false;
   let retryTimer: NodeJS.Timeout | undefined;
 
-  function unindex(old: EntryRecord): void {
-    removeFrom(byParent, old.parentId, old.id);
-    removeFrom(bySpiffeId, old.spiffeId, old.id);
-    if (aliases.delete(old.id)) for (const s of old.selectors) removeFrom(aliasesBySelector, formatSelector(s), old.id);
-  }
-
-  function removeEntry(id: string): void {
-    const old = entries.get(id);
-    if (!old) return;
-    unindex(old);
-    entries.delete(id);
-    sortedIds = undefined;
-  }
-
-  function putEntry(entry: EntryRecord): void {
-    const old = entries.get(entry.id);
-    if (old) unindex(old);
-    else sortedIds = undefined; // an update keeps the set of IDs, and so the sorted order
-    entries.set(entry.id, entry);
-    addTo(byParent, entry.parentId, entry);
-    addTo(bySpiffeId, entry.spiffeId, entry);
-    if (entry.parentId === aliasParent) {
-      aliases.set(entry.id, entry);
-      for (const s of entry.selectors) addTo(aliasesBySelector, formatSelector(s), entry);
-    }
-  }
 
   function setAuthorities(list: AuthorityRecord[]): void {
     authorities.clear();
@@ -169,8 +124,8 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
   function applyFetched(f: Fetched): void {
     switch (f.kind) {
       case 'entry':
-        if (f.value) putEntry(f.value);
-        else removeEntry(f.id);
+        if (f.value) table.put(f.value);
+        else table.remove(f.id);
         return;
       case 'agent':
         if (f.value) agents.set(f.id, f.value);
@@ -297,7 +252,7 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
 
   async function loadAll(): Promise<void> {
     const { allEntries, allAgents, bundle, feds, auths } = await readAll();
-    for (const e of allEntries) putEntry(e);
+    for (const e of allEntries) table.put(e);
     for (const a of allAgents) agents.set(a.id, a);
     ownBundle = bundle;
     for (const b of feds) federated.set(b.trustDomain, b);
@@ -315,14 +270,14 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
     for (const [id, old] of [...entries]) {
       if (freshEntries.has(id)) continue;
       previous.set(id, old);
-      removeEntry(id);
+      table.remove(id);
       event('entry', id, true);
     }
     for (const e of allEntries) {
       const old = entries.get(e.id);
       if (old && old.revision === e.revision) continue;
       previous.set(e.id, old);
-      putEntry(e);
+      table.put(e);
       event('entry', e.id, false);
     }
     const freshAgents = new Map(allAgents.map((a) => [a.id, a]));
@@ -395,15 +350,12 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
     getEntry: (id) => entries.get(id),
     entryCount: () => entries.size,
     allEntries: () => entries.values(),
-    sortedEntryIds() {
-      if (!sortedIds) sortedIds = [...entries.keys()].sort(compareIds);
-      return sortedIds;
-    },
-    entriesWithParent: (parentId) => byParent.get(parentId),
-    entriesWithSpiffeId: (spiffeId) => bySpiffeId.get(spiffeId),
+    sortedEntryIds: () => table.sortedIds(),
+    entriesWithParent: (parentId) => table.withParent(parentId),
+    entriesWithSpiffeId: (spiffeId) => table.withSpiffeId(spiffeId),
     isNodeAlias: (entry) => entry.parentId === aliasParent,
-    nodeAliases: () => aliases,
-    nodeAliasesWithSelector: (key) => aliasesBySelector.get(key),
+    nodeAliases: () => table.aliases(),
+    nodeAliasesWithSelector: (key) => table.aliasesWithSelector(key),
 
     getAgent: (id) => agents.get(id),
     allAgents: () => agents.values(),
@@ -413,7 +365,4 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
   };
 }
 
-/** Code-unit order: stable, locale-independent, and what page tokens rely on. */
-export function compareIds(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+export { compareIds };
