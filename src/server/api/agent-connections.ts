@@ -14,6 +14,10 @@ export function createAgentConnections(transport: () => ServerTransport | undefi
     add(agentId, token) {
       let set = tokensByAgent.get(agentId);
       if (!set) tokensByAgent.set(agentId, (set = new Set()));
+      // Forget connections that have closed, so an agent that reconnects for months does not
+      // grow its set without bound.
+      const live = transport();
+      if (live) for (const t of set) if (!live.isOpen(t)) set.delete(t);
       set.add(token);
     },
     cut(agentId) {

@@ -100,7 +100,6 @@ export function createStateMirror(datastore: Datastore, options: StateMirrorOpti
   let stopped = false;
   let retryTimer: NodeJS.Timeout | undefined;
 
-
   function setAuthorities(list: AuthorityRecord[]): void {
     authorities.clear();
     for (const a of list) authorities.set(a.id, a);

@@ -33,6 +33,8 @@ export interface ServerTransport {
   /** Destroys every connection whose peer matches (e.g. all connections of a banned agent). */
   dropConnections(match: (peer: TlsPeer) => boolean): number;
   connectionCount(): number;
+  /** True while the connection with this peer token is open. */
+  isOpen(token: string): boolean;
   close(): Promise<void>;
 }
 
@@ -117,6 +119,7 @@ export async function listenTls(
       return n;
     },
     connectionCount: () => peers.size,
+    isOpen: (token) => peers.has(token),
     async close() {
       await new Promise<void>((resolve) => {
         tlsServer.close(() => resolve());
