@@ -7,7 +7,11 @@ import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ensureNativeAddon, runCli, waitFor } from './processes.js';
+import { decodeSpiffeBundle } from '../common/bundle-json.js';
+import { certificatesToPem } from '../common/pem.js';
+import { checkWorkloadApiHealth } from '../agent/cli/health-client.js';
+import { connectAdmin } from '../server/cli/admin-client.js';
+import { ensureNativeAddon, waitFor } from './processes.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const { values: args } = parseArgs({
@@ -44,6 +48,7 @@ let stopping = false;
 function stop(code: number): void {
   if (stopping) return;
   stopping = true;
+  admin.close();
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
   const timer = setTimeout(() => process.exit(code), 5000);
   Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null))).then(() => {
@@ -54,36 +59,38 @@ function stop(code: number): void {
 process.on('SIGINT', () => stop(0));
 process.on('SIGTERM', () => stop(0));
 
-const server = (...argv: string[]) => runCli(cliScript('server'), [...argv, '--socket', adminSocket], root);
+/** The Admin API on the server's socket, called in-process (no CLI child processes). */
+const admin = connectAdmin(adminSocket, 10_000);
+const serverReady = () => admin.call<{ ready: boolean }>('GetHealth').then((h) => h.ready, () => false);
+const agentReady = () => checkWorkloadApiHealth(`unix://${workloadSocket}`, 2_000).then((r) => r.ok);
 
 async function main(): Promise<void> {
   await ensureNativeAddon(root);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   start('server', ['--trust-domain', trustDomain, '--data-dir', join(dataDir, 'server'), '--socket', adminSocket, '--bind', serverAddress]);
-  await waitFor(async () => (await server('healthcheck')).code === 0, 30_000, 'emblem-server to become ready');
+  await waitFor(serverReady, 30_000, 'emblem-server to become ready');
 
   const bundlePath = join(dataDir, 'bootstrap-bundle.pem');
-  writeFileSync(bundlePath, (await server('bundle', 'show')).stdout);
+  const { bundle } = await admin.call<{ bundle: Buffer }>('GetBundle');
+  writeFileSync(bundlePath, certificatesToPem(decodeSpiffeBundle(trustDomain, bundle).x509Authorities));
   const agentDataDir = join(dataDir, 'agent/data');
   const agentArgs = ['--server-address', serverAddress, '--trust-domain', trustDomain, '--trust-bundle', bundlePath, '--data-dir', agentDataDir, '--socket', workloadSocket];
   const attested = existsSync(join(agentDataDir, 'agent'));
   if (!attested) {
-    const token = JSON.parse((await server('token', 'generate', '--output', 'json')).stdout) as { token: string };
-    agentArgs.push('--join-token', token.token);
+    const { token } = await admin.call<{ token: string }>('CreateJoinToken', { ttl: 0 });
+    agentArgs.push('--join-token', token);
   }
   start('agent', agentArgs);
-  const agentHealthy = async () => (await runCli(cliScript('agent'), ['healthcheck', '--socket', workloadSocket], root)).code === 0;
-  await waitFor(agentHealthy, 30_000, 'emblem-agent to become ready');
+  await waitFor(agentReady, 30_000, 'emblem-agent to become ready');
 
-  const agents = JSON.parse((await server('agent', 'list', '--output', 'json')).stdout) as { agents: { id: string; banned: boolean }[] };
-  const agentId = agents.agents.find((a) => !a.banned)?.id;
+  const { agents } = await admin.call<{ agents: { id: string; banned: boolean }[] }>('ListAgents', { page_size: 1000 });
+  const agentId = agents.find((a) => !a.banned)?.id;
   if (!agentId) throw new Error('the agent did not attest');
   const user = userInfo();
   const spiffeId = `spiffe://${trustDomain}/user/${user.username.replace(/[^A-Za-z0-9._-]/g, '_')}`;
-  const existing = JSON.parse((await server('entry', 'show', '--spiffe-id', spiffeId, '--output', 'json')).stdout) as { entries: { parent_id: string }[] };
-  if (!existing.entries.some((e) => e.parent_id === agentId)) {
-    const created = await server('entry', 'create', '--spiffe-id', spiffeId, '--parent-id', agentId, '--selector', `unix:uid:${user.uid}`);
-    if (created.code !== 0) throw new Error(`could not register ${spiffeId}: ${created.stderr.trim()}`);
+  const { entries } = await admin.call<{ entries: { parent_id: string }[] }>('ListEntries', { spiffe_id: spiffeId });
+  if (!entries.some((e) => e.parent_id === agentId)) {
+    await admin.call('CreateEntry', { spiffe_id: spiffeId, parent_id: agentId, selectors: [{ type: 'unix', value: `uid:${user.uid}` }] });
   }
 
   console.log(`

@@ -1,24 +1,8 @@
-// Running the CLIs as child processes, for the quick start.
-import { execFile, spawn } from 'node:child_process';
+// Helpers of the quick start: waiting for readiness, building the addon on a first run.
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ADDON_PATH } from '../agent/workload/peercred.js';
-
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** `cwd` must be the repository root: `--import tsx` is resolved from there. */
-export function runCli(script: string, argv: string[], cwd: string, timeoutMs = 30_000): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', script, ...argv], { cwd, timeout: timeoutMs }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
