@@ -24,6 +24,7 @@ import type { AgentConfig } from './config.js';
 import { createAgentMetrics } from './metrics.js';
 import { backoffDelayMs } from './rotation/rotation-time.js';
 import { AgentSvidRotator } from './rotation/agent-svid-rotator.js';
+import { KeyPool } from './rotation/key-pool.js';
 import { SvidMinter } from './rotation/svid-minter.js';
 import { openAgentStore, type StoredAgentSvid } from './storage/agent-store.js';
 import { SyncClient } from './sync/sync-client.js';
@@ -142,8 +143,13 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     if (!svid) throw new Error('agent stopped before it attested');
     logger.info({ agentId: loggableId(svid.agentId) }, 'agent identity ready');
 
-    const minter = new SvidMinter({ cache, store, signer: client, logger, onMinted: (reason) => metrics.rotation('x509', reason) });
+    // One ready key per authorised entry (up to 1,000), so that a re-key of everything after an
+    // authority taint only waits for the server.
+    const keyPool = new KeyPool({ target: () => cache.entryCount });
+    closers.push(() => keyPool.stop());
+    const minter = new SvidMinter({ cache, store, signer: client, keys: keyPool, logger, onMinted: (reason) => metrics.rotation('x509', reason) });
     minter.start(snapshot.identities);
+    keyPool.refillWhenQuiet();
     closers.push(() => minter.stop());
     const rotator = new AgentSvidRotator({
       transport: client,

@@ -4,6 +4,7 @@
 import { status } from '@grpc/grpc-js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { boundedLabel, readSource } from '../common/observability/labels.js';
+import { Tally } from '../common/observability/tally.js';
 
 export type RotationKind = 'x509' | 'agent';
 export type RotationReason = 'expiring' | 'tainted' | 'new';
@@ -55,23 +56,36 @@ export function createAgentMetrics(registry: Registry = new Registry(), options:
   const now = options.now ?? Date.now;
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
 
-  const calls = new Counter({
+  // Counted on every Workload API call, stream and message: tallied, and applied at scrape time.
+  const calls = new Tally<'method' | 'code'>();
+  const openStreams = new Tally<'method'>();
+  const messages = new Tally<'method'>();
+  new Counter({
     name: 'emblem_agent_workload_api_calls_total',
     help: 'Finished Workload API calls by method and gRPC status code.',
     labelNames: ['method', 'code'] as const,
     registers,
+    collect() {
+      calls.drain((labels, n) => this.inc(labels, n));
+    },
   });
-  const openStreams = new Gauge({
+  new Gauge({
     name: 'emblem_agent_workload_api_open_streams',
     help: 'Open Workload API streams by method.',
     labelNames: ['method'] as const,
     registers,
+    collect() {
+      openStreams.drain((labels, n) => this.inc(labels, n));
+    },
   });
-  const messages = new Counter({
+  new Counter({
     name: 'emblem_agent_workload_api_stream_messages_total',
     help: 'Messages sent on Workload API streams by method.',
     labelNames: ['method'] as const,
     registers,
+    collect() {
+      messages.drain((labels, n) => this.inc(labels, n));
+    },
   });
   const rotations = new Counter({
     name: 'emblem_agent_svid_rotations_total',
@@ -128,16 +142,16 @@ export function createAgentMetrics(registry: Registry = new Registry(), options:
   const metrics: AgentMetrics = {
     registry,
     workloadCall(method, code) {
-      calls.inc({ method: methodLabel(method), code: codeLabel(code) });
+      calls.add({ method: methodLabel(method), code: codeLabel(code) });
     },
     streamOpened(method) {
-      openStreams.inc({ method: methodLabel(method) });
+      openStreams.add({ method: methodLabel(method) }, 1);
     },
     streamClosed(method) {
-      openStreams.dec({ method: methodLabel(method) });
+      openStreams.add({ method: methodLabel(method) }, -1);
     },
     workloadMessage(method) {
-      messages.inc({ method: methodLabel(method) });
+      messages.add({ method: methodLabel(method) });
     },
     rotation(kind, reason) {
       rotations.inc({ kind, reason });

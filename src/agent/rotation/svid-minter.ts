@@ -7,21 +7,21 @@
 // - A per-entry refusal (e.g. the entry is no longer authorised) is logged and dropped, and tried
 //   again later only if the entry is still there; an RPC failure retries the batch with backoff,
 //   cut short by the next sync update (the server is back).
-import type { KeyObject } from 'node:crypto';
 import { errorMessage } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/cert-parse.js';
 import { splitDerCertificates } from '../../common/x509/chain.js';
-import { createCsr } from '../../common/x509/csr.js';
-import { exportPkcs8Der, exportSpkiDer, generateKeyPair } from '../../common/x509/keys.js';
 import type { CacheSyncResult, SvidCache } from '../cache/svid-cache.js';
 import type { X509SvidParamsMsg, X509SvidResultMsg } from '../client/messages.js';
 import type { AgentStore, StoredIdentity } from '../storage/agent-store.js';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
+import { prepareKey, type PreparedKey } from './key-pool.js';
 import { backoffDelayMs, rotationTimeMs } from './rotation-time.js';
 import { DueScheduler } from './scheduler.js';
 
 export const MAX_CSRS_PER_CALL = 500;
+/** Batches with the server at once: one being signed while the previous one is served. */
+export const MAX_BATCHES_IN_FLIGHT = 2;
 
 export interface X509Signer {
   batchNewX509Svid(params: X509SvidParamsMsg[]): Promise<X509SvidResultMsg[]>;
@@ -31,6 +31,8 @@ export interface SvidMinterOptions {
   cache: SvidCache;
   store: Pick<AgentStore, 'putIdentities'>;
   signer: X509Signer;
+  /** Where fresh key pairs (with their CSRs) come from; default: made on demand. See key-pool.ts. */
+  keys?: { take(): PreparedKey };
   clock?: Clock;
   /** Returns a number in [0, 1). */
   random?: () => number;
@@ -48,8 +50,7 @@ interface Pending {
   entryId: string;
   revision: number;
   spiffeId: string;
-  privateKey: KeyObject;
-  spki: Buffer;
+  key: PreparedKey;
 }
 
 export class SvidMinter {
@@ -61,6 +62,7 @@ export class SvidMinter {
   private readonly refusedRetryMs: number;
   private readonly rpcBackoff: { initialMs: number; maxMs: number };
   private readonly scheduler: DueScheduler;
+  private readonly keys: { take(): PreparedKey };
   /** Entry revision each current SVID was minted for. */
   private readonly mintedRevision = new Map<string, number>();
   private readonly queue = new Set<string>();
@@ -84,6 +86,7 @@ export class SvidMinter {
     this.refusedRetryMs = opts.refusedRetryMs ?? 30_000;
     this.rpcBackoff = opts.rpcBackoff ?? { initialMs: 1_000, maxMs: 60_000 };
     this.scheduler = new DueScheduler((ids) => this.mint(ids), this.clock);
+    this.keys = opts.keys ?? { take: prepareKey };
   }
 
   /**
@@ -184,37 +187,57 @@ export class SvidMinter {
     });
   }
 
+  /**
+   * Sends the queue to the server in batches, up to MAX_BATCHES_IN_FLIGHT at a time: while the
+   * server signs one batch, the SVIDs of the previous one are already being served.
+   */
   private async work(): Promise<void> {
     if (this.running || this.stopped) return;
     this.running = true;
+    const active = new Set<Promise<void>>();
     try {
-      while (this.queue.size > 0 && !this.stopped) {
+      while (!this.stopped && !this.retryTimer) {
+        if (this.queue.size === 0 || active.size >= MAX_BATCHES_IN_FLIGHT) {
+          if (active.size === 0) break;
+          await Promise.race(active);
+          continue;
+        }
         const batch = this.takeBatch();
         if (batch.length === 0) continue;
-        let results: X509SvidResultMsg[];
-        for (const p of batch) this.inFlight.add(p.entryId);
-        try {
-          results = await this.opts.signer.batchNewX509Svid(batch.map((p) => ({ entry_id: p.entryId, csr: createCsr({ privateKey: p.privateKey }) })));
-        } catch (err) {
-          for (const p of batch) {
-            this.inFlight.delete(p.entryId);
-            this.queue.add(p.entryId);
-          }
-          this.retryLater(err);
-          return;
-        }
-        this.failures = 0;
-        try {
-          await this.store(batch, results);
-        } finally {
-          for (const p of batch) this.inFlight.delete(p.entryId);
-        }
+        const done: Promise<void> = this.signAndStore(batch).finally(() => active.delete(done));
+        active.add(done);
+        // Let this batch's request reach the wire before the next one is put together.
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
+      await Promise.all(active);
     } finally {
       this.running = false;
       if (this.queue.size > 0 && !this.retryTimer && !this.stopped) this.kick();
       else this.settleIdle();
+    }
+  }
+
+  /** One batch: the RPC, then the results into the cache and the store. Never rejects. */
+  private async signAndStore(batch: Pending[]): Promise<void> {
+    for (const p of batch) this.inFlight.add(p.entryId);
+    let results: X509SvidResultMsg[];
+    try {
+      results = await this.opts.signer.batchNewX509Svid(batch.map((p) => ({ entry_id: p.entryId, csr: p.key.csr })));
+    } catch (err) {
+      for (const p of batch) {
+        this.inFlight.delete(p.entryId);
+        this.queue.add(p.entryId);
+      }
+      if (!this.retryTimer && !this.stopped) this.retryLater(err);
+      return;
+    }
+    this.failures = 0;
+    try {
+      await this.store(batch, results);
+    } catch (err) {
+      this.log.error({ reason: errorMessage(err) }, 'cannot take minted SVIDs into the cache');
+    } finally {
+      for (const p of batch) this.inFlight.delete(p.entryId);
     }
   }
 
@@ -225,14 +248,7 @@ export class SvidMinter {
       this.queue.delete(id);
       const entry = this.cache.entry(id);
       if (!entry) continue;
-      const { privateKey, publicKey } = generateKeyPair();
-      batch.push({
-        entryId: id,
-        revision: entry.revision,
-        spiffeId: entry.spiffeId,
-        privateKey,
-        spki: exportSpkiDer(publicKey),
-      });
+      batch.push({ entryId: id, revision: entry.revision, spiffeId: entry.spiffeId, key: this.keys.take() });
     }
     return batch;
   }
@@ -260,7 +276,7 @@ export class SvidMinter {
           entryId: p.entryId,
           entryRevision: p.revision,
           chain,
-          privateKeyPkcs8: exportPkcs8Der(p.privateKey),
+          privateKeyPkcs8: p.key.privateKeyPkcs8,
           notAfter: leaf.notAfter,
           authorityId: r.authority_id,
         });
@@ -275,12 +291,8 @@ export class SvidMinter {
       const previous = this.cache.x509Identity(s.entryId);
       this.opts.onMinted?.(!previous ? 'new' : this.tainted.has(previous.authorityId) ? 'tainted' : 'expiring');
     }
-    try {
-      await this.opts.store.putIdentities(current);
-    } catch (err) {
-      // Still serve them: only a restart would lose them, and they are re-minted then.
-      this.log.error({ reason: errorMessage(err) }, 'cannot persist minted SVIDs');
-    }
+    // Served first, persisted next: the streams do not wait for the disk. A crash in between only
+    // loses SVIDs that the restarted agent mints again (it re-keys what it cannot load).
     this.cache.putIdentities(current.map(({ entryRevision: _, ...identity }) => identity));
     for (const s of current) {
       this.mintedRevision.set(s.entryId, s.entryRevision);
@@ -294,6 +306,12 @@ export class SvidMinter {
         this.scheduleRenewal(s.entryId, s.chain[0]!);
       }
     }
+    try {
+      await this.opts.store.putIdentities(current);
+    } catch (err) {
+      // Still serve them: only a restart would lose them, and they are re-minted then.
+      this.log.error({ reason: errorMessage(err) }, 'cannot persist minted SVIDs');
+    }
     this.log.debug({ count: current.length }, 'minted X.509-SVIDs');
   }
 
@@ -302,7 +320,7 @@ export class SvidMinter {
     if (!chain[0]) throw new Error('empty SVID chain');
     const leaf = parseCertificate(chain[0], 'SVID');
     if (leaf.uris.length !== 1 || leaf.uris[0] !== p.spiffeId) throw new Error(`SVID is for ${leaf.uris.join(', ')}, expected ${p.spiffeId}`);
-    if (!leaf.spkiDer.equals(p.spki)) throw new Error('SVID does not certify the key of the CSR');
+    if (!leaf.spkiDer.equals(p.key.spki)) throw new Error('SVID does not certify the key of the CSR');
     return leaf;
   }
 

@@ -1,6 +1,5 @@
-// Who is calling? Maps a Workload API call to its process, attests it, and only then checks that the
-// process is still the one that connected (the PID-reuse guard), so selectors never describe a
-// process that replaced the caller.
+// Who is calling? Maps a Workload API call to its process and attests it from what the PID-reuse
+// guard read and confirmed, so selectors never describe a process that replaced the caller.
 import { EmblemError } from '../../common/errors.js';
 import { selectorKeys, type Selector } from '../../common/selectors.js';
 import { assertPeerStillValid, type PeerProcess } from './peer-process.js';
@@ -21,7 +20,10 @@ export async function attestCaller(
 ): Promise<AttestedCaller> {
   const peer = socket.peerOf(call);
   if (!peer) throw new EmblemError('permission_denied', 'caller could not be identified');
-  const selectors = await attestUnix(peer, opts);
-  assertPeerStillValid(peer);
+  // The guard's own status read is the one the selectors come from, so they describe the process
+  // that connected. The executable is read after it, so with path discovery the guard runs again.
+  const status = assertPeerStillValid(peer);
+  const selectors = await attestUnix(peer, opts, status);
+  if (opts.discoverWorkloadPath) assertPeerStillValid(peer);
   return { peer, selectors, selectorKeys: selectorKeys(selectors) };
 }

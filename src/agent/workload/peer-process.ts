@@ -104,10 +104,11 @@ export function releasePeerProcess(peer: PeerProcess): void {
 }
 
 /**
- * The PID-reuse guard. Run it after attestation and before answering: it throws
- * EmblemError('permission_denied') unless the connecting process is still there with the same ids.
+ * The PID-reuse guard. Run it before answering: it throws EmblemError('permission_denied') unless
+ * the connecting process is still there with the same ids. Returns the /proc/<pid>/status it read,
+ * which is known to be that process's (attestation may derive selectors from it).
  */
-export function assertPeerStillValid(peer: PeerProcess): void {
+export function assertPeerStillValid(peer: PeerProcess): ProcStatus {
   if (peer.closed) throw new EmblemError('permission_denied', CHANGED);
   let status: ProcStatus;
   try {
@@ -133,4 +134,5 @@ export function assertPeerStillValid(peer: PeerProcess): void {
   if (effectiveUid !== peer.uid || effectiveGid !== peer.gid || realUid !== peer.realUid || realGid !== peer.realGid) {
     throw new EmblemError('permission_denied', CHANGED);
   }
+  return status;
 }

@@ -4,13 +4,13 @@
 //   unix:path:/abs/exe  unix:sha256:HEX                          (only with discoverWorkloadPath)
 // uid and gid come from SO_PEERCRED (what the kernel recorded at connect), not from /proc. Names come
 // from /etc/passwd and /etc/group only (no NSS); an id without a name gets no name selector.
-// The caller must run assertPeerStillValid() afterwards: /proc reads race with the process exiting.
+// The caller must run assertPeerStillValid() around it: /proc reads race with the process exiting.
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { open, readFile, readlink } from 'node:fs/promises';
 import { EmblemError, errorMessage } from '../../common/errors.js';
 import type { Selector } from '../../common/selectors.js';
-import { parseProcStatus, type PeerProcess } from './peer-process.js';
+import { parseProcStatus, type PeerProcess, type ProcStatus } from './peer-process.js';
 
 export interface UnixAttestorOptions {
   /** Add unix:path and unix:sha256 selectors for the caller's executable. */
@@ -26,11 +26,15 @@ const CHANGED = 'caller process changed or exited';
 const HASH_CHUNK_BYTES = 1 << 20;
 const HASH_CACHE_ENTRIES = 256;
 
-export async function attestUnix(peer: PeerProcess, opts: UnixAttestorOptions): Promise<Selector[]> {
+/**
+ * `status` is the caller's /proc/<pid>/status if the PID-reuse guard has just read it (saves a read:
+ * the agent identifies the caller before every message, so with 1,000 open streams one change
+ * means 1,000 of these).
+ */
+export async function attestUnix(peer: PeerProcess, opts: UnixAttestorOptions, status?: ProcStatus): Promise<Selector[]> {
   // /proc and the stat calls are read synchronously, like the PID-reuse guard does: they never wait
-  // for a disk, and each async call would cost a thread-pool round trip. The agent identifies the
-  // caller before every message, so with 1,000 open streams one change means 1,000 of these.
-  const status = parseProcStatus(await procRead(peer.pid, async () => readFileSync(`/proc/${peer.pid}/status`, 'latin1')));
+  // for a disk, and each async call would cost a thread-pool round trip.
+  status ??= parseProcStatus(await procRead(peer.pid, async () => readFileSync(`/proc/${peer.pid}/status`, 'latin1')));
   const [userNames, groupNames] = await Promise.all([idNames(opts.passwdPath ?? '/etc/passwd'), idNames(opts.groupPath ?? '/etc/group')]);
   const values: string[] = [`uid:${peer.uid}`];
   const user = userNames.get(peer.uid);

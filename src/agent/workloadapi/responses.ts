@@ -38,6 +38,7 @@ const jwtBytesOf = memoize((b: TrustBundle) => jwtBundleBytes(b));
 const x509DigestOf = memoize((b: TrustBundle) => digest([x509BytesOf(b)]));
 const jwtDigestOf = memoize((b: TrustBundle) => digest([jwtBytesOf(b)]));
 const identityDigestOf = memoize((x: X509Identity) => digest(x.chain));
+const chainBytesOf = memoize((x: X509Identity) => Buffer.concat(x.chain));
 
 function memoize<K extends object, V>(compute: (key: K) => V): (key: K) => V {
   const cache = new WeakMap<K, V>();
@@ -119,7 +120,7 @@ export function buildX509SvidView(
     if (!identity) continue;
     svids.push({
       spiffe_id: entry.spiffeId,
-      x509_svid: Buffer.concat(identity.chain),
+      x509_svid: chainBytesOf(identity),
       x509_svid_key: identity.privateKeyPkcs8,
       bundle: bundleBytes,
       hint: entry.hint,

@@ -73,6 +73,9 @@ type StreamBuilder = (
   trustDomain: string,
 ) => StreamView<unknown> | null;
 
+/** How the open streams of a terminated source end (what a caller without entries is told). */
+const NO_IDENTITY_ANY_MORE = permissionDenied('no identity issued');
+
 /** Handlers for `workloadApiService().service`. */
 export function createWorkloadApiHandlers(deps: WorkloadApiDeps): UntypedServiceImplementation {
   const { source, identify, trustDomain, logger, metrics } = deps;
@@ -115,11 +118,11 @@ export function createWorkloadApiHandlers(deps: WorkloadApiDeps): UntypedService
           // before each message; a change that leaves this caller's view as it is costs none.
           const previous = caller;
           if (previous) {
+            // A terminated source (banned or evicted agent) serves nobody: every open stream ends
+            // at once, with one shared error and without identifying its caller again.
+            if (!source.ready()) throw NO_IDENTITY_ANY_MORE;
             const view = viewOrError(() => build(source, entitledEntries(previous, call), trustDomain));
             if (view === null || (!(view instanceof Error) && view.fingerprint === known)) return view;
-            // A terminated source (banned or evicted agent) serves nobody: end the stream now rather
-            // than identify the caller again first.
-            if (view instanceof Error && !source.ready()) throw view;
           }
           caller = await identify(call);
           return build(source, entitledEntries(caller, call), trustDomain);

@@ -9,10 +9,12 @@ import { ServerClient } from '../../../src/agent/client/server-client.js';
 import { ManualClock } from '../../../src/agent/rotation/clock.js';
 import { backoffDelayMs, rotationTimeMs } from '../../../src/agent/rotation/rotation-time.js';
 import { DueScheduler } from '../../../src/agent/rotation/scheduler.js';
+import { prepareKey, type PreparedKey } from '../../../src/agent/rotation/key-pool.js';
 import { SvidMinter } from '../../../src/agent/rotation/svid-minter.js';
 import { openAgentStore, type AgentStore } from '../../../src/agent/storage/agent-store.js';
 import { unavailable } from '../../../src/common/errors.js';
 import { readCertificate } from '../../../src/common/x509/cert-info.js';
+import { parseCertificate } from '../../../src/common/x509/cert-parse.js';
 import { concatDer } from '../../../src/common/x509/chain.js';
 import { parseCsr } from '../../../src/common/x509/csr.js';
 import { AGENT_ID, createTestPki, NodeApiDouble, TD, type TestPki } from '../client/node-api-double.js';
@@ -270,6 +272,82 @@ describe('SVID minter', () => {
     assert.equal(cache.identities().length, 1201);
   });
 
+  it('keeps a second batch with the server while the first is being signed, and serves the first at once', async () => {
+    const upserted = Array.from({ length: 750 }, (_, i) => entry(`e${i}`));
+    cache.applySync({ full: true, deletedIds: [], upserted });
+    const { signer, minter } = setup();
+    const held: (() => void)[] = [];
+    const sign = signer.batchNewX509Svid.bind(signer);
+    signer.batchNewX509Svid = async (params) => {
+      await new Promise<void>((release) => held.push(release));
+      return sign(params);
+    };
+    minter.start();
+    await waitFor(() => held.length === 2);
+    assert.deepEqual(signer.calls.length, 0, 'both requests wait in the server');
+    held[0]!();
+    await waitFor(() => cache.identities().length === 500);
+    assert.equal(held.length, 2, 'no third batch while two are in flight');
+    held[1]!();
+    await minter.idle();
+    assert.equal(cache.identities().length, 750);
+    assert.deepEqual(signer.calls.map((c) => c.length), [500, 250]);
+  });
+
+  it('when one of two batches in flight fails, retries only that one after the backoff', async () => {
+    const upserted = Array.from({ length: 600 }, (_, i) => entry(`e${i}`));
+    cache.applySync({ full: true, deletedIds: [], upserted });
+    const { signer, minter } = setup(() => 0);
+    const sign = signer.batchNewX509Svid.bind(signer);
+    let call = 0;
+    let secondStarted!: () => void;
+    const second = new Promise<void>((resolve) => (secondStarted = resolve));
+    signer.batchNewX509Svid = async (params) => {
+      if (call++ === 0) {
+        await second; // fails only once the other batch is in flight too
+        throw unavailable('server is down');
+      }
+      secondStarted();
+      return sign(params);
+    };
+    minter.start();
+    await minter.idle();
+    assert.equal(cache.identities().length, 100, 'the second batch got through');
+    assert.equal(call, 2);
+    clock.advance(500);
+    await minter.idle();
+    assert.equal(call, 3);
+    assert.equal(cache.identities().length, 600);
+  });
+
+  it('takes keys and CSRs from the key source it is given, once each', async () => {
+    cache.applySync({ full: true, deletedIds: [], upserted: [entry('a'), entry('b')] });
+    const prepared = [prepareKey(), prepareKey()];
+    const handed: PreparedKey[] = [];
+    minter = new SvidMinter({
+      cache,
+      store,
+      signer: localSigner(pki, cache, clock),
+      clock,
+      keys: {
+        take: () => {
+          const k = prepared.shift() ?? prepareKey();
+          handed.push(k);
+          return k;
+        },
+      },
+    });
+    minter.start();
+    await minter.idle();
+    assert.equal(handed.length, 2);
+    for (const id of ['a', 'b']) {
+      const identity = cache.x509Identity(id)!;
+      const k = handed.find((h) => h.privateKeyPkcs8.equals(identity.privateKeyPkcs8));
+      assert.ok(k, `${id} is served with a key from the source`);
+      assert.ok(parseCertificate(identity.chain[0]!, 'leaf').spkiDer.equals(k.spki), 'and its leaf certifies that key');
+    }
+  });
+
   it('after a restart, serves stored SVIDs and re-mints only what is stale', async () => {
     cache.applySync({ full: true, deletedIds: [], upserted: [entry('a'), entry('b')] });
     const first = setup();
@@ -320,3 +398,8 @@ describe('SVID minter over BatchNewX509SVID (real gRPC over mutual TLS)', () => 
     }
   });
 });
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000 && !condition(); i++) await new Promise<void>((resolve) => setImmediate(resolve));
+  assert.ok(condition(), 'condition not reached');
+}
