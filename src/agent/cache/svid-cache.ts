@@ -1,7 +1,8 @@
 // The agent's in-memory view of what it may hand out: authorised entries, minted X.509-SVIDs,
 // bundles and cached JWT-SVIDs. The Workload API reads it through WorkloadIdentitySource; the sync
 // client and the SVID minter write it in batches. Each write method is one batch, and listeners are
-// told once per batch at most (batches in the same tick are coalesced into one notification).
+// told once per batch at most (batches in the same tick, or during a notification pass, are
+// coalesced into one pass).
 // Persistence is the writers' job (src/agent/storage); this module never touches the disk.
 import type { AgentEntry, JwtSvid, WorkloadIdentitySource, X509Identity } from './types.js';
 import { EntryIndex, freezeEntry } from './entry-index.js';
@@ -41,13 +42,17 @@ export interface CacheSyncResult {
   removedIds: string[];
 }
 
+/** Listeners told per event-loop turn; see notifyPass(). */
+export const LISTENER_SLICE = 50;
+
 export class SvidCache implements WorkloadIdentitySource {
   private readonly index = new EntryIndex();
   private readonly x509 = new Map<string, X509Identity>();
   private ownBundle: TrustBundle | undefined;
   private federated: ReadonlyMap<string, TrustBundle> = new Map();
   private readonly listeners = new Set<() => void>();
-  private notifyQueued = false;
+  private notifying = false;
+  private changedSincePass = false;
   private terminated = false;
   private jwtMinter: JwtMinter | undefined;
   private readonly jwt: JwtSvidCache;
@@ -236,17 +241,37 @@ export class SvidCache implements WorkloadIdentitySource {
   }
 
   private changed(): void {
-    if (this.notifyQueued) return;
-    this.notifyQueued = true;
-    queueMicrotask(() => {
-      this.notifyQueued = false;
-      for (const listener of [...this.listeners]) {
+    this.changedSincePass = true;
+    if (this.notifying) return;
+    this.notifying = true;
+    queueMicrotask(() => this.notifyPass());
+  }
+
+  /**
+   * Tells every listener, LISTENER_SLICE per event-loop turn: the Workload API streams of the first
+   * slice write their messages (and the socket sends them) while the next slice is being built,
+   * instead of 1,000 streams' writes all waiting for the last one. A change during a pass starts
+   * another pass once it ends (listeners read the current state when called, so none misses it).
+   */
+  private notifyPass(): void {
+    this.changedSincePass = false;
+    const listeners = [...this.listeners];
+    let next = 0;
+    const slice = (): void => {
+      for (const end = Math.min(next + LISTENER_SLICE, listeners.length); next < end; next++) {
+        const listener = listeners[next]!;
+        if (!this.listeners.has(listener)) continue;
         try {
           listener();
         } catch (err) {
           this.log.error({ err }, 'identity cache listener failed');
         }
       }
-    });
+      if (next < listeners.length) setImmediate(slice);
+      else if (this.changedSincePass) this.notifyPass();
+      else this.notifying = false;
+    };
+    slice();
   }
+
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { SvidCache } from '../../../src/agent/cache/svid-cache.js';
+import { LISTENER_SLICE, SvidCache } from '../../../src/agent/cache/svid-cache.js';
 import type { AgentEntry, JwtSvid } from '../../../src/agent/cache/types.js';
 import { isEmblemError } from '../../../src/common/errors.js';
 import { createTestPki, TD } from '../client/node-api-double.js';
@@ -105,6 +105,23 @@ describe('SVID cache', () => {
       cache.applySync({ full: false, deletedIds: ['b'], upserted: [] });
       await tick();
       assert.equal(calls, 2);
+    });
+
+    it('tells many listeners a slice per event-loop turn; a change mid-pass gets one more full pass', async () => {
+      const cache = new SvidCache();
+      const n = LISTENER_SLICE * 2 + 7;
+      const calls = new Array<number>(n).fill(0);
+      const offs = calls.map((_, i) => cache.onChange(() => calls[i]!++));
+      cache.setBundle(createTestPki().bundle);
+      await tick();
+      assert.equal(calls.filter((c) => c === 1).length, LISTENER_SLICE, 'the first slice at once');
+      cache.setBundle(createTestPki().bundle); // changes while the pass is under way
+      offs[n - 1]!(); // a listener gone before its turn is not called
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(calls.filter((c) => c === 1).length, LISTENER_SLICE * 2);
+      for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(calls.slice(0, n - 1), new Array(n - 1).fill(2), 'every listener twice: the pass, then one more');
+      assert.equal(calls[n - 1], 0);
     });
 
     it('reports changed and removed entries; full sets replace', () => {
