@@ -35,7 +35,7 @@ const sessions = fds.map((fd) => {
 function fetchX509(
   session: http2.ClientHttp2Session,
   onMessage: (res: X509SvidResponse, at: number) => void,
-  onEnd: (status: string, message: string) => void,
+  onEnd: (status: string, message: string, at: number) => void,
 ): http2.ClientHttp2Stream {
   const req = session.request({
     ':method': 'POST',
@@ -46,8 +46,14 @@ function fetchX509(
   });
   let status = '';
   let message = '';
+  // The stream is over for the workload when its status arrives (trailers, or headers of a call
+  // that failed at once); Node emits 'close' later, after its own teardown of the stream.
+  let statusAt: number | undefined;
   const takeStatus = (headers: http2.IncomingHttpHeaders): void => {
-    if (headers['grpc-status'] !== undefined) status = String(headers['grpc-status']);
+    if (headers['grpc-status'] !== undefined) {
+      status = String(headers['grpc-status']);
+      statusAt ??= now();
+    }
     if (headers['grpc-message'] !== undefined) message = decodeURIComponent(String(headers['grpc-message']));
   };
   req.on('response', takeStatus);
@@ -66,7 +72,7 @@ function fetchX509(
   req.on('error', (err) => {
     if (!message) message = err.message;
   });
-  req.on('close', () => onEnd(status || 'closed', message));
+  req.on('close', () => onEnd(status || 'closed', message, statusAt ?? now()));
   // One empty X509SVIDRequest: uncompressed flag, zero length.
   req.end(Buffer.alloc(5));
   return req;
@@ -78,7 +84,7 @@ sessions.forEach((session, i) => {
   fetchX509(
     session,
     (res, at) => emit({ t: 'm', i, at, ids: res.svids.map((s) => s.spiffe_id), fps: res.svids.map((s) => fingerprint(s.x509_svid)) }),
-    (status, message) => emit({ t: 'end', i, at: now(), status, message }),
+    (status, message, at) => emit({ t: 'end', i, at, status, message }),
   );
 });
 emit({ t: 'ready' });
