@@ -1,4 +1,5 @@
 // The emblem-agent command line.
+import './heap-setup.js';
 import 'reflect-metadata';
 import { Command } from 'commander';
 import { action, parseOutputFormat, printJson } from '../../common/cli/output.js';
