@@ -4,7 +4,7 @@
 // private temp dir (never into dist/, which bin/ would then pick up for everyone). Set
 // EMBLEM_BENCH_RUNTIME=tsx to run the sources through tsx instead.
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from './paths.js';
 import { benchTempDir } from './temp-dirs.js';
@@ -24,6 +24,9 @@ async function compile(): Promise<string> {
   // Paths the compiled code resolves relative to itself, and its package type (ESM).
   for (const name of ['node_modules', 'proto', 'native']) symlinkSync(join(REPO_ROOT, name), join(root, name));
   copyFileSync(join(REPO_ROOT, 'package.json'), join(root, 'package.json'));
+  // The programs start through bin/ as installed (copied, not linked: bin/ finds dist/ beside itself).
+  mkdirSync(join(root, 'bin'));
+  for (const name of ['emblem-server.js', 'emblem-agent.js']) copyFileSync(join(REPO_ROOT, 'bin', name), join(root, 'bin', name));
   const tsc = join(REPO_ROOT, 'node_modules/typescript/bin/tsc');
   const args = [tsc, '-p', join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', join(root, 'dist'), '--sourceMap', 'false', '--declaration', 'false'];
   const output = await new Promise<string>((resolve) => {

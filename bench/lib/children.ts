@@ -116,14 +116,16 @@ export function spawnTsx(script: string, args: string[], options: SpawnOptions =
 }
 
 /**
- * An Emblem program (`src/.../main.ts`) as operators run it: compiled (see build.ts), or through
- * tsx with EMBLEM_BENCH_RUNTIME=tsx, with `nodeFlags` first. Honours EMBLEM_BENCH_PROFILE_DIR like spawnTsx.
+ * An Emblem program (`src/.../main.ts`) as operators run it: compiled and started through its bin/
+ * script (see build.ts), or through tsx with EMBLEM_BENCH_RUNTIME=tsx, with `nodeFlags` first.
+ * Honours EMBLEM_BENCH_PROFILE_DIR like spawnTsx.
  */
 export async function spawnEmblem(script: string, args: string[], options: SpawnOptions = {}, nodeFlags: string[] = []): Promise<Child> {
   if (useTsx()) return spawnChild(process.execPath, [...nodeFlags, ...profileFlags(), '--import', 'tsx', join(REPO_ROOT, script), ...args], options);
   const root = await compiledTree();
-  const compiled = join(root, 'dist', script.replace(/^src\//, '').replace(/\.ts$/, '.js'));
-  return spawnChild(process.execPath, [...nodeFlags, ...profileFlags(), compiled, ...args], options);
+  const side = /^src\/(server|agent)\/cli\/main\.ts$/.exec(script)?.[1];
+  const program = side ? join(root, 'bin', `emblem-${side}.js`) : join(root, 'dist', script.replace(/^src\//, '').replace(/\.ts$/, '.js'));
+  return spawnChild(process.execPath, [...nodeFlags, ...profileFlags(), program, ...args], options);
 }
 
 /** Extra Node flags from an environment variable (space-separated), e.g. EMBLEM_BENCH_AGENT_NODE_FLAGS. */
