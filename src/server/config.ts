@@ -6,6 +6,7 @@ import { parseDurationSeconds } from '../common/duration.js';
 import { invalidArgument } from '../common/errors.js';
 import type { LogFormat } from '../common/logger.js';
 import { parseTrustDomain } from '../common/spiffe-id.js';
+import { defaultCsrVerifyWorkers, MAX_CSR_VERIFY_WORKERS } from './ca/csr-verify-pool.js';
 
 export interface ServerConfig {
   trustDomain: string;
@@ -34,6 +35,8 @@ export interface ServerConfig {
   healthBind?: string;
   /** Seconds between CA rotation checks. */
   rotationInterval: number;
+  /** Threads that check CSR signatures; 0 checks them on the main thread. */
+  csrVerifyWorkers: number;
 }
 
 export const SERVER_DEFAULTS = {
@@ -72,6 +75,7 @@ export const SERVER_CONFIG_KEYS = [
   'metricsBind',
   'healthBind',
   'rotationInterval',
+  'csrVerifyWorkers',
 ] as const;
 
 const LOG_LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
@@ -115,6 +119,8 @@ export function buildServerConfig(raw: RawConfig): ServerConfig {
     metricsBind: asString(raw, 'metricsBind'),
     healthBind: asString(raw, 'healthBind'),
     rotationInterval: seconds('rotationInterval', 1),
+    // Not in SERVER_DEFAULTS: the default depends on the machine.
+    csrVerifyWorkers: wholeNumber(raw, 'csrVerifyWorkers', MAX_CSR_VERIFY_WORKERS) ?? defaultCsrVerifyWorkers(),
   };
   if (Boolean(config.upstreamCert) !== Boolean(config.upstreamKey)) {
     throw invalidArgument('upstreamCert and upstreamKey must be given together');
@@ -125,6 +131,15 @@ export function buildServerConfig(raw: RawConfig): ServerConfig {
   if (config.metricsBind) parseHostPort(config.metricsBind, 'metrics bind address');
   if (config.healthBind) parseHostPort(config.healthBind, 'health bind address');
   return config;
+}
+
+/** A whole number from 0 to `max`: a YAML number or a flag's digits; anything else is refused, never coerced. */
+function wholeNumber(raw: RawConfig, key: string, max: number): number | undefined {
+  const value = raw[key];
+  if (value === undefined || value === null) return undefined;
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < 0 || n > max) throw invalidArgument(`${key} must be a whole number from 0 to ${max}, got ${JSON.stringify(value)}`);
+  return n;
 }
 
 function normaliseFingerprint(fp: string): string {

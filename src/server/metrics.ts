@@ -14,6 +14,8 @@ export interface ServerGaugeSources {
   bundleSequence: () => number;
   /** Attested agents known to the server. */
   agents: () => number;
+  /** Worker threads checking CSR signatures (src/server/ca/csr-verify-pool.ts). */
+  csrVerifyWorkers?: () => number;
 }
 
 export interface ServerMetrics {
@@ -86,6 +88,11 @@ export function createServerMetrics(registry: Registry = new Registry(), options
   sourceGauge('emblem_server_entries', 'Registration entries.', (s) => s.entries);
   sourceGauge('emblem_server_agents', 'Attested agents known to the server.', (s) => s.agents);
   sourceGauge('emblem_server_bundle_sequence', 'Sequence number of the trust bundle.', (s) => s.bundleSequence);
+  sourceGauge(
+    'emblem_server_csr_verify_workers',
+    'Worker threads checking CSR signatures; they start with the first large batch.',
+    (s) => s.csrVerifyWorkers ?? (() => NaN),
+  );
 
   const attestorLabel = boundedLabel(MAX_ATTESTORS);
 

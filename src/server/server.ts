@@ -21,6 +21,7 @@ import { addNodeService, type FeedPort } from './api/node-service.js';
 import { createRateLimiter } from './attestation/rate-limit.js';
 import { createEntryAuthorizer } from './authorization/authorized-entries.js';
 import { createAuthorityManager, type UpstreamConfig } from './ca/authority-manager.js';
+import { createCsrVerifyPool } from './ca/csr-verify-pool.js';
 import { diskKeyManager } from './ca/key-manager.js';
 import { createSvidSigner } from './ca/svid-signer.js';
 import type { ServerConfig } from './config.js';
@@ -99,6 +100,10 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       logger: logger.child({ component: 'signer' }),
     });
 
+    // Closed after the listeners (closers run in reverse), so batches in flight finish first.
+    const csrVerifier = createCsrVerifyPool({ workers: config.csrVerifyWorkers, logger });
+    closers.push(() => csrVerifier.close());
+
     const mirror = createStateMirror(datastore, { logger: logger.child({ component: 'mirror' }), trustDomain: config.trustDomain });
     await mirror.start();
     closers.push(() => mirror.stop());
@@ -111,6 +116,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
         for (const _ of mirror.allAgents()) n++;
         return n;
       },
+      csrVerifyWorkers: () => csrVerifier.workers().length,
     });
     closers.push(() => authz.close());
     const syncState = async () => mirror.waitForRevision(await datastore.currentRevision());
@@ -198,6 +204,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       isAuthorized: (agentId, entryId) => authz.isAuthorized(agentId, entryId),
       feed,
       connections,
+      csrVerifier,
       logger,
       metrics,
     });

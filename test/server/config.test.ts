@@ -72,6 +72,7 @@ function sample(key: string): string {
     metricsBind: '127.0.0.1:9090',
     healthBind: '127.0.0.1:9091',
     attestationRateLimit: '30',
+    csrVerifyWorkers: '2',
   };
   return samples[key] ?? '1h';
 }

@@ -10,6 +10,7 @@ import { concatDer } from '../../common/x509/chain.js';
 import { parseCsr } from '../../common/x509/csr.js';
 import type { EntryRecord } from '../datastore/types.js';
 import { loggableId } from '../../common/spiffe-id.js';
+import type { CsrVerifyPool } from '../ca/csr-verify-pool.js';
 import { authenticateAgent, normaliseSerial, type AgentAuthDeps } from './agent-auth.js';
 import type { AgentConnections } from './agent-connections.js';
 import { attestAgentHandler, type AttestDeps } from './attest-handler.js';
@@ -40,6 +41,8 @@ export interface NodeServiceDeps extends AttestDeps, AgentAuthDeps {
   isAuthorized(agentId: string, entryId: string): boolean;
   feed: FeedPort;
   connections: AgentConnections;
+  /** Checks the CSRs of BatchNewX509SVID (off the main thread for large batches). */
+  csrVerifier: Pick<CsrVerifyPool, 'verify'>;
   logger: Logger;
   metrics?: AttestDeps['metrics'] & {
     signed(kind: 'x509' | 'jwt' | 'agent', count: number, seconds: number): void;
@@ -97,23 +100,51 @@ export function addNodeService(server: Server, deps: NodeServiceDeps): void {
     BatchNewX509SVID: unary(async (req: BatchNewX509SVIDRequestMsg, call: ServerUnaryCall<BatchNewX509SVIDRequestMsg, unknown>) => {
       const { agent } = await authenticate(call);
       if (req.params.length > MAX_BATCH_SIZE) throw invalidArgument(`at most ${MAX_BATCH_SIZE} CSRs per batch`);
-      const results: X509SVIDResultMsg[] = [];
-      const toSign: { index: number; request: X509SignRequest }[] = [];
-      for (const p of req.params) {
-        const index = results.length;
-        results.push({ entry_id: p.entry_id, status: { code: 0, message: '' }, svid_chain: Buffer.alloc(0), expires_at: 0, authority_id: '' });
+      const results: X509SVIDResultMsg[] = req.params.map((p) => ({
+        entry_id: p.entry_id,
+        status: { code: 0, message: '' },
+        svid_chain: Buffer.alloc(0),
+        expires_at: 0,
+        authority_id: '',
+      }));
+      const fail = (index: number, err: unknown) => {
+        if (err instanceof EmblemError) results[index]!.status = { code: grpcCodeOf(err.code), message: err.message };
+        else {
+          log.error({ entryId: req.params[index]!.entry_id, reason: errorMessage(err) }, 'unexpected error while preparing an SVID');
+          results[index]!.status = { code: grpcCodeOf('internal'), message: 'internal error' };
+        }
+      };
+      const authorisedEntry = (entryId: string): EntryRecord => {
+        const entry = deps.entry(entryId);
+        if (!entry || !deps.isAuthorized(agent.id, entryId)) {
+          log.warn({ agentId: loggableId(agent.id), entryId }, 'refused to sign: entry is not authorised for this agent');
+          throw permissionDenied(`entry ${entryId} is not authorised for this agent`);
+        }
+        return entry;
+      };
+      // Authorisation first, per item: the CSR of an entry the agent may not have is not even checked.
+      const authorised: number[] = [];
+      req.params.forEach((p, index) => {
         try {
-          const entry = deps.entry(p.entry_id);
-          if (!entry || !deps.isAuthorized(agent.id, p.entry_id)) {
-            log.warn({ agentId: loggableId(agent.id), entryId: p.entry_id }, 'refused to sign: entry is not authorised for this agent');
-            throw permissionDenied(`entry ${p.entry_id} is not authorised for this agent`);
-          }
-          const csr = parseCsr(p.csr);
+          authorisedEntry(p.entry_id);
+          authorised.push(index);
+        } catch (err) {
+          fail(index, err);
+        }
+      });
+      const checks = await deps.csrVerifier.verify(authorised.map((index) => req.params[index]!.csr));
+      const toSign: { index: number; request: X509SignRequest }[] = [];
+      checks.forEach((check, i) => {
+        const index = authorised[i]!;
+        try {
+          if ('error' in check) throw check.error;
+          // Read again: the entry, or the agent's right to it, may have changed while the CSRs were checked.
+          const entry = authorisedEntry(req.params[index]!.entry_id);
           toSign.push({
             index,
             request: {
               spiffeId: entry.spiffeId,
-              publicKey: csr.publicKey,
+              publicKey: check.spki,
               dnsNames: entry.dnsNames,
               ttlSeconds: entry.x509SvidTtl,
               entryId: entry.id,
@@ -122,13 +153,9 @@ export function addNodeService(server: Server, deps: NodeServiceDeps): void {
             },
           });
         } catch (err) {
-          if (err instanceof EmblemError) results[index]!.status = { code: grpcCodeOf(err.code), message: err.message };
-          else {
-            log.error({ entryId: p.entry_id, reason: errorMessage(err) }, 'unexpected error while preparing an SVID');
-            results[index]!.status = { code: grpcCodeOf('internal'), message: 'internal error' };
-          }
+          fail(index, err);
         }
-      }
+      });
       if (toSign.length > 0) {
         const started = process.hrtime.bigint();
         const signed = await deps.signer.signX509Batch(toSign.map((t) => t.request));

@@ -29,6 +29,7 @@ const RUN_FLAGS = [
   ['--attestation-rate-limit <n>', 'attestation attempts per source address per minute (default 60)'],
   ['--x509pop-ca-bundles <file...>', 'x509pop CA-signed model: PEM files of trusted CAs'],
   ['--x509pop-pinned <sha256...>', 'x509pop pinned model: SHA-256 fingerprints of accepted self-signed certificates'],
+  ['--csr-verify-workers <n>', 'threads that check CSR signatures; 0 checks them on the main thread (default: CPU threads, at most 4)'],
 ] as const;
 
 export function buildProgram(): Command {
