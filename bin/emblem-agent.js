@@ -6,13 +6,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const compiled = join(root, 'dist/agent/cli/main.js');
-// heap-setup sizes V8's young generation; it must run before the program's modules load.
 if (existsSync(compiled)) {
-  await import(pathToFileURL(join(root, 'dist/agent/cli/heap-setup.js')).href);
   await import(pathToFileURL(compiled).href);
 } else {
   const { register } = await import('tsx/esm/api');
   register();
-  await import(pathToFileURL(join(root, 'src/agent/cli/heap-setup.ts')).href);
   await import(pathToFileURL(join(root, 'src/agent/cli/main.ts')).href);
 }

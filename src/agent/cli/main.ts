@@ -1,5 +1,4 @@
 // The emblem-agent command line.
-import './heap-setup.js';
 import 'reflect-metadata';
 import { Command } from 'commander';
 import { action, parseOutputFormat, printJson } from '../../common/cli/output.js';
