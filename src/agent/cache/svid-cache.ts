@@ -53,6 +53,7 @@ export class SvidCache implements WorkloadIdentitySource {
   private readonly listeners = new Set<() => void>();
   private notifying = false;
   private changedSincePass = false;
+  private readonly passWaiters: (() => void)[] = [];
   private terminated = false;
   private jwtMinter: JwtMinter | undefined;
   private readonly jwt: JwtSvidCache;
@@ -234,6 +235,12 @@ export class SvidCache implements WorkloadIdentitySource {
     this.changed();
   }
 
+  /** Resolves once every listener has been told of every change so far. */
+  listenersTold(): Promise<void> {
+    if (!this.notifying) return Promise.resolve();
+    return new Promise((resolve) => this.passWaiters.push(resolve));
+  }
+
   private dropEntry(id: string): void {
     this.index.delete(id);
     this.x509.delete(id);
@@ -269,7 +276,10 @@ export class SvidCache implements WorkloadIdentitySource {
       }
       if (next < listeners.length) setImmediate(slice);
       else if (this.changedSincePass) this.notifyPass();
-      else this.notifying = false;
+      else {
+        this.notifying = false;
+        for (const resolve of this.passWaiters.splice(0)) resolve();
+      }
     };
     slice();
   }

@@ -255,8 +255,9 @@ export class SyncClient {
     this.log.error({ reason }, message);
     this.stop();
     this.opts.cache.terminate();
-    // The open Workload API streams end in the microtasks that terminate() queued; let them all
-    // go out before the store is wiped and the agent shuts down.
+    // Let every open Workload API stream end (the cache tells them a slice at a time) and its
+    // status go out before the store is wiped and the agent shuts down.
+    await this.opts.cache.listenersTold();
     await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       await this.opts.store.clear();

@@ -119,8 +119,9 @@ describe('SVID cache', () => {
       offs[n - 1]!(); // a listener gone before its turn is not called
       await new Promise((resolve) => setImmediate(resolve));
       assert.equal(calls.filter((c) => c === 1).length, LISTENER_SLICE * 2);
-      for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+      await cache.listenersTold();
       assert.deepEqual(calls.slice(0, n - 1), new Array(n - 1).fill(2), 'every listener twice: the pass, then one more');
+      await cache.listenersTold(); // nothing under way: at once
       assert.equal(calls[n - 1], 0);
     });
 
