@@ -6,7 +6,7 @@
 // a pooled key is handed out to one SVID and forgotten here. Keys live in memory only, like the
 // keys of the SVIDs themselves; nothing is written to disk or logged.
 import { createCsr } from '../../common/x509/csr.js';
-import { exportPkcs8Der, exportSpkiDer, generateKeyPair } from '../../common/x509/keys.js';
+import { exportPkcs8Der, exportSpkiDer, generateP256PrivateKey } from '../../common/x509/keys.js';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 
 /** A key pair as the minter needs it: the CSR to send and the DER it stores and serves. */
@@ -35,8 +35,8 @@ export const DEFAULT_MAX_POOLED_KEYS = 1000;
 
 /** Generates one key pair and its CSR now. */
 export function prepareKey(): PreparedKey {
-  const pair = generateKeyPair();
-  return { privateKeyPkcs8: exportPkcs8Der(pair.privateKey), spki: exportSpkiDer(pair.publicKey), csr: createCsr(pair) };
+  const privateKey = generateP256PrivateKey();
+  return { privateKeyPkcs8: exportPkcs8Der(privateKey), spki: exportSpkiDer(privateKey), csr: createCsr({ privateKey }) };
 }
 
 export class KeyPool {
