@@ -105,7 +105,9 @@ export async function openAgentStore(options: OpenAgentStoreOptions): Promise<Ag
   } catch (err) {
     throw failedPrecondition(`cannot create agent data directory ${location}: ${(err as Error).message}`);
   }
-  const db = new Level<string, string>(location, { valueEncoding: 'utf8' });
+  // The store is small (entries and SVIDs of one node) and read in full only at start: LevelDB's
+  // default 8 MiB block cache and 4 MiB memtable would only add to the agent's resident memory.
+  const db = new Level<string, string>(location, { valueEncoding: 'utf8', cacheSize: 512 * 1024, writeBufferSize: 1024 * 1024 });
   try {
     await db.open();
   } catch (err) {

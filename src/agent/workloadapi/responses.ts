@@ -38,7 +38,9 @@ const jwtBytesOf = memoize((b: TrustBundle) => jwtBundleBytes(b));
 const x509DigestOf = memoize((b: TrustBundle) => digest([x509BytesOf(b)]));
 const jwtDigestOf = memoize((b: TrustBundle) => digest([jwtBytesOf(b)]));
 const identityDigestOf = memoize((x: X509Identity) => digest(x.chain));
-const chainBytesOf = memoize((x: X509Identity) => Buffer.concat(x.chain));
+// Most chains are the leaf alone: its bytes as they are, not a copy kept per identity.
+const chainConcatOf = memoize((x: X509Identity) => Buffer.concat(x.chain));
+const chainBytesOf = (x: X509Identity): Buffer => (x.chain.length === 1 ? x.chain[0]! : chainConcatOf(x));
 
 function memoize<K extends object, V>(compute: (key: K) => V): (key: K) => V {
   const cache = new WeakMap<K, V>();
