@@ -17,6 +17,7 @@ import { Level } from 'level';
 import type { AgentEntry } from '../cache/types.js';
 import { decodeSpiffeBundle, encodeSpiffeBundle } from '../../common/bundle-json.js';
 import { EmblemError, failedPrecondition } from '../../common/errors.js';
+import { writeBatch, type LevelOp } from '../../common/level-batch.js';
 import type { TrustBundle } from '../../common/trust-bundle.js';
 import {
   decodeAgentSvid,
@@ -78,7 +79,7 @@ export interface AgentStore {
   close(): Promise<void>;
 }
 
-type Op = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };
+type Op = LevelOp;
 
 const SYNC = { sync: true } as const;
 
@@ -129,7 +130,7 @@ export async function openAgentStore(options: OpenAgentStoreOptions): Promise<Ag
 }
 
 function createStore(db: Level<string, string>, location: string, trustDomain: string): AgentStore {
-  const write = (ops: Op[]): Promise<void> => (ops.length === 0 ? Promise.resolve() : db.batch(ops, SYNC));
+  const write = (ops: Op[]): Promise<void> => writeBatch(db, ops, SYNC);
 
   // Writes run one after another, so a read-then-write (full replace) never interleaves with another.
   let tail: Promise<unknown> = Promise.resolve();

@@ -8,6 +8,7 @@
 // A function that throws contributes nothing to the batch. After a failed batch, writes wait on
 // `recovery` (write-recovery.ts) before they run.
 import { unavailable } from '../../../common/errors.js';
+import { writeBatch, type LevelOp } from '../../../common/level-batch.js';
 import type { ChangeKind } from '../types.js';
 import { encodeChange } from './codec.js';
 import type { Db } from './context.js';
@@ -24,7 +25,7 @@ export interface Tx {
   change(kind: ChangeKind, id: string, deleted: boolean): number;
 }
 
-export type BatchOp = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };
+export type BatchOp = LevelOp;
 
 interface Pending {
   fn: (tx: Tx) => Promise<unknown>;
@@ -124,7 +125,7 @@ export function createWriteQueue(db: Db, log: ChangeLogState, notify: (revision:
     ops.push(...prune.ops);
     if (ops.length > 0) {
       try {
-        await db.batch(ops, { sync: true });
+        await writeBatch(db, ops, { sync: true });
       } catch (err) {
         const failure = recovery.failed(err);
         for (const d of done) d.item.reject(d.ok ? failure : d.value);
