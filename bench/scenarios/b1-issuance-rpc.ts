@@ -3,8 +3,9 @@
 // machine's ECDSA P-256 ceiling from `openssl speed` measured in the same run.
 // Simulated agents (the agent's client modules) attest with join tokens, each is the parent of
 // 500 entries, and each keeps one batch of 500 pre-generated CSRs in flight at a time. The server
-// is one Node process: its signing work runs on one core, so "per core" is the total rate; its
-// CPU use over the timed window is reported to show whether it was CPU-bound.
+// checks CSRs on worker threads (csrVerifyWorkers) and signs on its main thread, so it may use more
+// than one core: "per core" is the rate divided by the server's CPU use over the timed window (all
+// its threads), i.e. SVIDs per server CPU-second. The wall-clock rate is reported beside it.
 import type { X509SvidParamsMsg } from '../../src/agent/client/messages.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
@@ -79,12 +80,14 @@ export async function run(opts: BenchOptions): Promise<Figure[]> {
       progress('B1: timed run done');
       const total = counts.reduce((a, b) => a + b, 0);
       const rate = total / seconds;
-      const ratio = rate / ceiling.ceiling;
+      const perCore = rate / usage.coreFraction;
+      const ratio = perCore / ceiling.ceiling;
       return [
-        { name: 'b1_rpc_svids_per_second', value: Math.round(rate), unit: `SVIDs/s (${total} in batches of ${perAgent}, ${agents} agents)` },
-        { name: 'b1_server_cpu_during_run', value: round(usage.coreFraction * 100, 0), unit: '% of one core' },
+        { name: 'b1_rpc_svids_per_second', value: Math.round(rate), unit: `SVIDs/s wall clock (${total} in batches of ${perAgent}, ${agents} agents)` },
+        { name: 'b1_server_cpu_during_run', value: round(usage.coreFraction * 100, 0), unit: '% of one core (all server threads)' },
+        { name: 'b1_rpc_svids_per_server_cpu_second', value: Math.round(perCore), unit: 'SVIDs per CPU-second of the server' },
         { name: 'b1_ecdsa_ceiling', value: Math.round(ceiling.ceiling), unit: `SVIDs/s (openssl sign ${Math.round(ceiling.sign)}/s, verify ${Math.round(ceiling.verify)}/s)` },
-        { name: 'b1_rpc_ratio_to_ceiling', value: round(ratio, 3), unit: 'ratio', target: `>= ${TARGET_RATIO}`, pass: ratio >= TARGET_RATIO },
+        { name: 'b1_rpc_ratio_to_ceiling', value: round(ratio, 3), unit: 'ratio (SVIDs per server CPU-second / ceiling)', target: `>= ${TARGET_RATIO}`, pass: ratio >= TARGET_RATIO },
       ];
     } finally {
       for (const sim of sims) sim.close();
