@@ -67,6 +67,14 @@ const P256 = {
   pkcs8BeforePoint: Buffer.from('a144034200', 'hex'),
 };
 
+/**
+ * True when `der` is a P-256 SPKI with an uncompressed point, byte for byte as OpenSSL exports it
+ * (so a certificate may carry these bytes as they are, without importing and re-exporting the key).
+ */
+export function isCanonicalP256Spki(der: Buffer): boolean {
+  return der.length === P256.spkiPrefix.length + 65 && der[P256.spkiPrefix.length] === 4 && der.subarray(0, P256.spkiPrefix.length).equals(P256.spkiPrefix);
+}
+
 /** SPKI and PKCS#8 DER of a P-256 key from its private scalar (32 bytes) and uncompressed point (65 bytes). */
 export function p256Encodings(d: Buffer, point: Buffer): { spki: Buffer; pkcs8: Buffer } {
   if (d.length !== P256.size || point.length !== 1 + 2 * P256.size || point[0] !== 4) {

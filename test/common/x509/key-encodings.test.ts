@@ -1,10 +1,10 @@
 // generateKeyPair lays out its keys' DER itself (see keys.ts); it must be exactly what OpenSSL
 // writes, and the key pair must behave like any other.
 import assert from 'node:assert/strict';
-import { createECDH, createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
+import { createECDH, createPrivateKey, createPublicKey, ECDH, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { isEmblemError } from '../../../src/common/errors.js';
 import { createCsr, parseCsr } from '../../../src/common/x509/csr.js';
-import { exportPkcs8Der, exportSpkiDer, generateKeyPair, p256Encodings } from '../../../src/common/x509/keys.js';
+import { exportPkcs8Der, exportSpkiDer, generateKeyPair, generateP256PrivateKey, isCanonicalP256Spki, p256Encodings } from '../../../src/common/x509/keys.js';
 
 /** The DER OpenSSL writes for the P-256 key with scalar `d` (imported from JWK, not generated). */
 function opensslDer(d: Buffer, point: Buffer): { spki: Buffer; pkcs8: Buffer } {
@@ -23,6 +23,33 @@ describe('generated P-256 key encodings', () => {
       assert.deepEqual(exportSpkiDer(privateKey), publicKey.export({ format: 'der', type: 'spki' }));
       assert.deepEqual(exportPkcs8Der(privateKey), privateKey.export({ format: 'der', type: 'pkcs8' }));
     }
+  });
+
+  it('generateP256PrivateKey: a fresh key each time, its encodings exactly OpenSSL\'s', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      const privateKey = generateP256PrivateKey();
+      const spki = exportSpkiDer(privateKey);
+      assert.deepEqual(spki, createPublicKey(privateKey).export({ format: 'der', type: 'spki' }));
+      assert.deepEqual(exportPkcs8Der(privateKey), privateKey.export({ format: 'der', type: 'pkcs8' }));
+      seen.add(spki.toString('hex'));
+    }
+    assert.equal(seen.size, 50);
+  });
+
+  it('isCanonicalP256Spki accepts exactly OpenSSL\'s form of an uncompressed P-256 key', () => {
+    const spki = exportSpkiDer(generateKeyPair().publicKey);
+    assert.equal(isCanonicalP256Spki(spki), true);
+    const compressedPoint = ECDH.convertKey(spki.subarray(26), 'prime256v1', undefined, undefined, 'compressed') as Buffer;
+    const compressed = Buffer.concat([Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex'), compressedPoint]);
+    assert.ok(createPublicKey({ key: compressed, format: 'der', type: 'spki' }), 'a valid SPKI, just not the canonical form');
+    assert.equal(isCanonicalP256Spki(compressed), false);
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'der', type: 'spki' });
+    assert.equal(isCanonicalP256Spki(p384), false);
+    const bent = Buffer.from(spki);
+    bent[3]! ^= 1;
+    assert.equal(isCanonicalP256Spki(bent), false);
+    assert.equal(isCanonicalP256Spki(spki.subarray(0, spki.length - 1)), false);
   });
 
   it('lays out a scalar with leading zero bytes at full length', () => {
@@ -68,3 +95,4 @@ describe('generated P-256 key encodings', () => {
     assert.deepEqual(exportSpkiDer(imported), expected.spki);
   });
 });
+
