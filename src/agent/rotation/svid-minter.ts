@@ -265,6 +265,7 @@ export class SvidMinter {
 
   private async store(batch: Pending[], results: X509SvidResultMsg[]): Promise<void> {
     const stored: StoredIdentity[] = [];
+    const notBefore = new Map<string, number>();
     batch.forEach((p, i) => {
       const r = results[i]!;
       try {
@@ -272,6 +273,7 @@ export class SvidMinter {
         if (r.status && r.status.code !== 0) throw new Error(r.status.message || `status ${r.status.code}`);
         const chain = splitDerCertificates(r.svid_chain);
         const leaf = this.checkLeaf(p, chain);
+        notBefore.set(p.entryId, leaf.notBefore);
         stored.push({
           entryId: p.entryId,
           entryRevision: p.revision,
@@ -303,7 +305,7 @@ export class SvidMinter {
         this.log.warn({ entryId: s.entryId, authorityId: s.authorityId }, 'new SVID is signed by a tainted authority; re-keying later');
         this.scheduler.schedule(s.entryId, this.clock.now() + this.refusedRetryMs);
       } else {
-        this.scheduleRenewal(s.entryId, s.chain[0]!);
+        this.scheduleRenewalAt(s.entryId, notBefore.get(s.entryId)!, s.notAfter);
       }
     }
     try {
@@ -333,7 +335,11 @@ export class SvidMinter {
 
   private scheduleRenewal(entryId: string, leafDer: Buffer): void {
     const leaf = parseCertificate(leafDer, 'SVID');
-    this.scheduler.schedule(entryId, rotationTimeMs(leaf.notBefore, leaf.notAfter, this.random));
+    this.scheduleRenewalAt(entryId, leaf.notBefore, leaf.notAfter);
+  }
+
+  private scheduleRenewalAt(entryId: string, notBefore: number, notAfter: number): void {
+    this.scheduler.schedule(entryId, rotationTimeMs(notBefore, notAfter, this.random));
   }
 
   /** Nothing running and nothing queued that is not waiting for a retry timer. */
