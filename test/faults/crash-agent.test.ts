@@ -80,6 +80,8 @@ describe('faults: SIGKILL the agent', function () {
       await server.restart();
     }
     await agent.waitForOutput(/"msg":"sync stream up"/, 15_000);
+    // Logged right after "sync stream up", but it may reach us in a later chunk of output.
+    await agent.waitForOutput(/"msg":"applied sync update"/, 5_000);
     const first = syncUpdates(agent)[0];
     assert.ok(first, 'a sync update was applied');
     assert.equal(first.full, false, 'the sync resumed from the stored revision (a delta, not a full sync)');
