@@ -21,7 +21,7 @@ import { addNodeService, type FeedPort } from './api/node-service.js';
 import { createRateLimiter } from './attestation/rate-limit.js';
 import { createEntryAuthorizer } from './authorization/authorized-entries.js';
 import { createAuthorityManager, type UpstreamConfig } from './ca/authority-manager.js';
-import { createCsrVerifyPool } from './ca/csr-verify-pool.js';
+import { createCsrVerifyPool, type CsrVerifyPool } from './ca/csr-verify-pool.js';
 import { diskKeyManager } from './ca/key-manager.js';
 import { createSvidSigner } from './ca/svid-signer.js';
 import type { ServerConfig } from './config.js';
@@ -32,6 +32,12 @@ import { openAgentFeed } from './sync/agent-feed.js';
 import { createServerMetrics } from './metrics.js';
 import { createStateMirror } from './sync/state-mirror.js';
 import { listenTls, type ServerTransport, type TlsIdentity } from './transport/tls-listener.js';
+
+/** Seams for tests that must hold a request at a precise point; nothing else sets them. */
+export interface ServerTestHooks {
+  /** Wraps the CSR checks of BatchNewX509SVID (e.g. to hold a batch between authorisation and signing). */
+  wrapCsrVerifier?: (verifier: Pick<CsrVerifyPool, 'verify'>) => Pick<CsrVerifyPool, 'verify'>;
+}
 
 export interface RunningServer {
   /** Port of the agent-facing API. */
@@ -58,7 +64,7 @@ function readX509PopCas(config: ServerConfig): Buffer[] {
 const withTimeout = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
   Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms).unref())]);
 
-export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+export async function startServer(config: ServerConfig, logger: Logger, hooks: ServerTestHooks = {}): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const metrics = createServerMetrics();
   const datastore = instrumentDatastore(await openDatastore({ kind: 'level', dataDir: config.dataDir }), metrics.registry);
@@ -204,7 +210,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       isAuthorized: (agentId, entryId) => authz.isAuthorized(agentId, entryId),
       feed,
       connections,
-      csrVerifier,
+      csrVerifier: hooks.wrapCsrVerifier ? hooks.wrapCsrVerifier(csrVerifier) : csrVerifier,
       logger,
       metrics,
     });

@@ -27,7 +27,7 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { generateKeyPair, type KeyPair } from '../../src/common/x509/keys.js';
 import { connectAdmin, type AdminClient } from '../../src/server/cli/admin-client.js';
 import { buildServerConfig } from '../../src/server/config.js';
-import { startServer, type RunningServer } from '../../src/server/server.js';
+import { startServer, type RunningServer, type ServerTestHooks } from '../../src/server/server.js';
 import { REPO_ROOT, SERVER_MAIN } from './cli.js';
 
 export const TEST_TD = 'e2e.test';
@@ -85,7 +85,7 @@ export function newServerDir(): string {
 }
 
 /** An in-process server; `dir` reuses a data dir (restart), else a fresh temp dir is made. */
-export async function startTestServer(overrides: RawConfig = {}, options: { dir?: string; logLevel?: string } = {}): Promise<TestServer> {
+export async function startTestServer(overrides: RawConfig = {}, options: { dir?: string; logLevel?: string; hooks?: ServerTestHooks } = {}): Promise<TestServer> {
   const dir = options.dir ?? newServerDir();
   const socket = join(dir, 'admin', 'api.sock');
   const dataDir = join(dir, 'data');
@@ -93,7 +93,7 @@ export async function startTestServer(overrides: RawConfig = {}, options: { dir?
   const { logger, logs } = captureLogs(options.logLevel);
   let running: RunningServer;
   try {
-    running = await startServer(config, logger);
+    running = await startServer(config, logger, options.hooks);
   } catch (err) {
     if (!options.dir) rmSync(dir, { recursive: true, force: true });
     throw err;
