@@ -8,9 +8,15 @@ export type LevelOp = { type: 'put'; key: string; value: string } | { type: 'del
 export async function writeBatch(db: Level<string, string>, ops: readonly LevelOp[], options: { sync: boolean }): Promise<void> {
   if (ops.length === 0) return;
   const batch = db.batch();
-  for (const op of ops) {
-    if (op.type === 'put') batch.put(op.key, op.value);
-    else batch.del(op.key);
+  try {
+    for (const op of ops) {
+      if (op.type === 'put') batch.put(op.key, op.value);
+      else batch.del(op.key);
+    }
+  } catch (err) {
+    // An operation the batch refused: nothing was written; release the batch before reporting.
+    await batch.close();
+    throw err;
   }
   await batch.write(options);
 }
