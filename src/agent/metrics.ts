@@ -4,7 +4,7 @@
 import { status } from '@grpc/grpc-js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { boundedLabel, readSource } from '../common/observability/labels.js';
-import { Tally } from '../common/observability/tally.js';
+import { talliedMetric } from '../common/observability/tally.js';
 
 export type RotationKind = 'x509' | 'agent';
 export type RotationReason = 'expiring' | 'tainted' | 'new';
@@ -57,35 +57,23 @@ export function createAgentMetrics(registry: Registry = new Registry(), options:
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
 
   // Counted on every Workload API call, stream and message: tallied, and applied at scrape time.
-  const calls = new Tally<'method' | 'code'>();
-  const openStreams = new Tally<'method'>();
-  const messages = new Tally<'method'>();
-  new Counter({
+  const calls = talliedMetric('counter', {
     name: 'emblem_agent_workload_api_calls_total',
     help: 'Finished Workload API calls by method and gRPC status code.',
     labelNames: ['method', 'code'] as const,
     registers,
-    collect() {
-      calls.drain((labels, n) => this.inc(labels, n));
-    },
   });
-  new Gauge({
+  const openStreams = talliedMetric('gauge', {
     name: 'emblem_agent_workload_api_open_streams',
     help: 'Open Workload API streams by method.',
     labelNames: ['method'] as const,
     registers,
-    collect() {
-      openStreams.drain((labels, n) => this.inc(labels, n));
-    },
   });
-  new Counter({
+  const messages = talliedMetric('counter', {
     name: 'emblem_agent_workload_api_stream_messages_total',
     help: 'Messages sent on Workload API streams by method.',
     labelNames: ['method'] as const,
     registers,
-    collect() {
-      messages.drain((labels, n) => this.inc(labels, n));
-    },
   });
   const rotations = new Counter({
     name: 'emblem_agent_svid_rotations_total',

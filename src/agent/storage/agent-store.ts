@@ -79,8 +79,6 @@ export interface AgentStore {
   close(): Promise<void>;
 }
 
-type Op = LevelOp;
-
 const SYNC = { sync: true } as const;
 
 function isLocked(err: unknown): boolean {
@@ -130,7 +128,7 @@ export async function openAgentStore(options: OpenAgentStoreOptions): Promise<Ag
 }
 
 function createStore(db: Level<string, string>, location: string, trustDomain: string): AgentStore {
-  const write = (ops: Op[]): Promise<void> => writeBatch(db, ops, SYNC);
+  const write = (ops: LevelOp[]): Promise<void> => writeBatch(db, ops, SYNC);
 
   // Writes run one after another, so a read-then-write (full replace) never interleaves with another.
   let tail: Promise<unknown> = Promise.resolve();
@@ -164,7 +162,7 @@ function createStore(db: Level<string, string>, location: string, trustDomain: s
   }
 
   async function applySync(w: SyncWrite): Promise<void> {
-    const ops: Op[] = [{ type: 'put', key: K.revision, value: String(w.revision) }];
+    const ops: LevelOp[] = [{ type: 'put', key: K.revision, value: String(w.revision) }];
     if (w.full) {
       const keep = new Set(w.upserted.map((e) => e.id));
       for (const key of await keysWithPrefix(K.entryPrefix)) {

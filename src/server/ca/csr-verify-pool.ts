@@ -58,7 +58,7 @@ export function checkCsr(der: Buffer): CsrCheck {
   try {
     const csr = parseCsr(der);
     // The usual P-256 key is already in OpenSSL's exact form: skip the ~20 µs export.
-    return { spki: isCanonicalP256Spki(csr.spkiDer) ? Buffer.from(csr.spkiDer) : exportSpkiDer(csr.publicKey) };
+    return { spki: isCanonicalP256Spki(csr.spkiDer) ? csr.spkiDer : exportSpkiDer(csr.publicKey) };
   } catch (err) {
     return { error: err instanceof Error ? err : new Error(String(err)) };
   }

@@ -6,7 +6,7 @@ import type { ChangeEvent } from '../types.js';
 import { decodeChange } from './codec.js';
 import type { Db } from './context.js';
 import { CHANGE_PREFIX, changeKey, prefixRange, revisionOfChangeKey } from './keys.js';
-import type { BatchOp } from './write-queue.js';
+import type { LevelOp } from '../../../common/level-batch.js';
 
 export const DEFAULT_CHANGE_LOG_RETENTION = 100_000;
 /** Bounds the deletions added to one write batch when the log is over its retention. */
@@ -34,10 +34,10 @@ export async function readChangeLogState(db: Db, retention: number): Promise<Cha
 }
 
 /** Deletions that bring the log back within its retention once `newRevision` is committed. */
-export function planChangeLogPrune(log: ChangeLogState, newRevision: number): { ops: BatchOp[]; oldest: number } {
+export function planChangeLogPrune(log: ChangeLogState, newRevision: number): { ops: LevelOp[]; oldest: number } {
   const excess = newRevision - log.oldest + 1 - log.retention;
   const count = Math.min(Math.max(excess, 0), MAX_PRUNE_PER_WRITE);
-  const ops: BatchOp[] = [];
+  const ops: LevelOp[] = [];
   for (let i = 0; i < count; i++) ops.push({ type: 'del', key: changeKey(log.oldest + i) });
   return { ops, oldest: log.oldest + count };
 }

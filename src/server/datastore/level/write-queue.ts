@@ -25,8 +25,6 @@ export interface Tx {
   change(kind: ChangeKind, id: string, deleted: boolean): number;
 }
 
-export type BatchOp = LevelOp;
-
 interface Pending {
   fn: (tx: Tx) => Promise<unknown>;
   resolve: (value: unknown) => void;
@@ -71,7 +69,7 @@ export function createWriteQueue(db: Db, log: ChangeLogState, notify: (revision:
       return;
     }
     const committed = new Map<string, string | null>(); // null = deleted
-    const ops: BatchOp[] = [];
+    const ops: LevelOp[] = [];
     const done: Done[] = [];
     let revision = log.revision;
 
