@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { assertReadableByOtherUsers } from '../../helpers/other-users.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -149,6 +150,7 @@ describe('workload socket listener', () => {
   });
 
   it('identifies child processes running as root and as nobody, ignoring what they claim in metadata', async () => {
+    assertReadableByOtherUsers(GRPC_PATH);
     const script = join(dir, 'client.mjs');
     writeFileSync(script, CLIENT_SCRIPT, { mode: 0o644 });
     const run = async (ids: { uid?: number; gid?: number }): Promise<{ reply: AttestReply; pid: number }> => {

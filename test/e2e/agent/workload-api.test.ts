@@ -4,6 +4,7 @@
 // gets exactly that identity; a call without the security header is InvalidArgument on every RPC.
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
+import { assertReadableByOtherUsers } from '../../helpers/other-users.js';
 import { spawn } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -176,6 +177,7 @@ describe('e2e: agent Workload API (real server and agent processes)', function (
 
   it('another uid: nobody is refused with PERMISSION_DENIED and no message, then gets exactly its own identity', async function () {
     const grpcPath = createRequire(import.meta.url).resolve('@grpc/grpc-js');
+    assertReadableByOtherUsers(grpcPath);
     const script = join(scratch, 'nobody-client.mjs');
     writeFileSync(script, NOBODY_CLIENT, { mode: 0o644 });
     const runAsNobody = async (waitMs: number): Promise<NobodyResult> => {
